@@ -1,0 +1,16 @@
+// Python-visible helpers of the extension (the ops themselves are torch custom ops, registered per op family).
+#include <torch/extension.h>
+
+#include "common/isa.h"
+#include "common/output.h"
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "levit-kernels C++ CPU kernels";
+  m.def("active_isa", [] { return std::string(levit::isa_name(levit::active_isa())); },
+        "ISA variant the CPU kernels use now");
+  m.def("best_isa", [] { return std::string(levit::isa_name(levit::best_isa())); });
+  m.def("isa_supported", [](const std::string& name) { return levit::isa_supported(levit::parse_isa(name)); });
+  m.def("set_poison_outputs", [](bool on) { levit::poison_outputs_flag().store(on); },
+        "Fill every op output with NaN before the kernel writes it (tests)");
+  m.def("set_active_isa", [](const std::string& name) { levit::set_active_isa(levit::parse_isa(name)); });
+}

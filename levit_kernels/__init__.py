@@ -1,0 +1,15 @@
+"""levit-kernels: fused CPU (C++) and GPU (Triton) kernels for LeViT.
+
+Public ops (semantics in :mod:`levit_kernels.reference`): :func:`biased_attention`, :func:`shrink_attention`,
+:func:`mlp`, :func:`linear`; :func:`fold_batchnorm` for callers that fold BatchNorm themselves.
+"""
+from levit_kernels import reference
+from levit_kernels.backends import BACKENDS, availability
+from levit_kernels.backends.cpu import cpu_isa
+from levit_kernels.ops import biased_attention, linear, mlp, shrink_attention
+from levit_kernels.reference import fold_batchnorm
+
+__version__ = "0.1.0"
+
+__all__ = ["biased_attention", "shrink_attention", "mlp", "linear", "fold_batchnorm", "reference", "BACKENDS",
+           "availability", "cpu_isa", "__version__"]

@@ -1,0 +1,3 @@
+from levit_kernels.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,10 @@
+"""C++ CPU backend (``backend="cpu"``): the kernels in csrc/, registered as torch custom ops ``levit_kernels::*``.
+
+ISA variants (AVX-512, AVX2, NEON, scalar) are chosen at run time by the extension; see :func:`cpu_isa`.
+"""
+from levit_kernels.backends.cpu._loader import availability, cpu_isa, force_isa, isa_supported, supported_isas
+from levit_kernels.backends.cpu.attention import biased_attention, shrink_attention
+from levit_kernels.backends.cpu.gemm import linear, mlp
+
+__all__ = ["availability", "cpu_isa", "force_isa", "isa_supported", "supported_isas", "biased_attention",
+           "shrink_attention", "linear", "mlp"]

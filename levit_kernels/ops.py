@@ -1,0 +1,126 @@
+"""Public ops: validate the arguments once, pick a backend, call it.
+
+Semantics are defined by :mod:`levit_kernels.reference`; see each function there.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from levit_kernels import _checks as check
+from levit_kernels import backends
+from levit_kernels.reference import query_grid_side
+
+
+def _attention_operands(op, q_rows, k, v, attention_biases, resolution, stride):
+    """Check k, v, the bias table and the grid; return (B, H, Nq, D)."""
+    check.tensor(op, "k", k, 4, "(B, H, Nk, D)")
+    check.tensor(op, "v", v, 4, "(B, H, Nk, Dv)")
+    check.tensor(op, "attention_biases", attention_biases, 2, "(H, R²)")
+    resolution = check.positive_int(op, "resolution", resolution)
+    stride = check.positive_int(op, "stride", stride)
+    b, h, nk, d = k.shape
+    if nk != resolution * resolution:
+        check.fail(op, "k", f"of size resolution² = {resolution * resolution} in dim 2 (keys on the R×R grid)",
+                   f"shape {tuple(k.shape)}")
+    check.dim_equals(op, "v", v, 0, b, "batch, as k")
+    check.dim_equals(op, "v", v, 1, h, "heads, as k")
+    check.dim_equals(op, "v", v, 2, nk, "keys, as k")
+    check.dim_equals(op, "attention_biases", attention_biases, 0, h, "heads, as k")
+    check.dim_equals(op, "attention_biases", attention_biases, 1, nk, "resolution²")
+    if d == 0 or v.shape[3] == 0:
+        check.fail(op, "k/v", "non-empty head dims", f"k {tuple(k.shape)}, v {tuple(v.shape)}")
+    nq = query_grid_side(resolution, stride) ** 2
+    return b, h, nq, d, resolution, stride
+
+
+def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_biases: torch.Tensor,
+                     resolution: int, stride: int = 1, scale: Optional[float] = None,
+                     activation: Optional[str] = None, backend: str = "auto") -> torch.Tensor:
+    """Attention with LeViT's relative-position bias; returns (B, Nq, H·Dv). See reference.biased_attention."""
+    op = "biased_attention"
+    check.tensor(op, "q", q, 4, "(B, H, Nq, D)")
+    b, h, nq, d, resolution, stride = _attention_operands(op, q, k, v, attention_biases, resolution, stride)
+    check.dim_equals(op, "q", q, 0, b, "batch, as k")
+    check.dim_equals(op, "q", q, 1, h, "heads, as k")
+    check.dim_equals(op, "q", q, 2, nq, f"queries on the stride-{stride} grid of side {resolution}")
+    check.dim_equals(op, "q", q, 3, d, "key dim, as k")
+    check.same_dtype_device(op, [("q", q), ("k", k), ("v", v), ("attention_biases", attention_biases)])
+    scale = check.scale(op, scale, d)
+    activation = check.activation(op, activation)
+    impl = backends.module(backends.resolve(op, backend, q.device))
+    return impl.biased_attention(q, k, v, attention_biases, resolution, stride, scale, activation)
+
+
+def shrink_attention(x: torch.Tensor, q_weight: torch.Tensor, q_bias: torch.Tensor, k: torch.Tensor,
+                     v: torch.Tensor, attention_biases: torch.Tensor, resolution: int, stride: int = 2,
+                     scale: Optional[float] = None, activation: Optional[str] = None,
+                     backend: str = "auto") -> torch.Tensor:
+    """LeViT's shrink attention (queries projected from the stride-s tokens of x); returns (B, Nq, H·Dv)."""
+    op = "shrink_attention"
+    check.tensor(op, "x", x, 3, "(B, R², C)")
+    check.tensor(op, "q_weight", q_weight, 2, "(H·D, C)")
+    check.tensor(op, "q_bias", q_bias, 1, "(H·D,)")
+    b, h, _, d, resolution, stride = _attention_operands(op, None, k, v, attention_biases, resolution, stride)
+    check.dim_equals(op, "x", x, 0, b, "batch, as k")
+    check.dim_equals(op, "x", x, 1, resolution * resolution, "tokens = resolution²")
+    check.dim_equals(op, "q_weight", q_weight, 0, h * d, "heads × key dim of k")
+    check.dim_equals(op, "q_weight", q_weight, 1, x.shape[2], "channels of x")
+    check.dim_equals(op, "q_bias", q_bias, 0, h * d, "heads × key dim of k")
+    check.same_dtype_device(op, [("x", x), ("q_weight", q_weight), ("q_bias", q_bias), ("k", k), ("v", v),
+                                 ("attention_biases", attention_biases)])
+    scale = check.scale(op, scale, d)
+    activation = check.activation(op, activation)
+    impl = backends.module(backends.resolve(op, backend, x.device))
+    return impl.shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale,
+                                 activation)
+
+
+def mlp(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+        activation: Optional[str] = "hardswish", residual: bool = True, backend: str = "auto") -> torch.Tensor:
+    """``x + act(x @ w1ᵀ + b1) @ w2ᵀ + b2`` over the last dim of x. See reference.mlp."""
+    op = "mlp"
+    check.tensor(op, "x", x, None)
+    if x.dim() < 1:
+        check.fail(op, "x", "a tensor of at least 1 dim (..., C)", f"shape {tuple(x.shape)}")
+    c = x.shape[-1]
+    check.tensor(op, "w1", w1, 2, "(hidden, C)")
+    check.tensor(op, "b1", b1, 1, "(hidden,)")
+    check.tensor(op, "w2", w2, 2, "(C_out, hidden)")
+    check.tensor(op, "b2", b2, 1, "(C_out,)")
+    check.dim_equals(op, "w1", w1, 1, c, "channels of x")
+    check.dim_equals(op, "b1", b1, 0, w1.shape[0], "hidden width = w1.shape[0]")
+    check.dim_equals(op, "w2", w2, 1, w1.shape[0], "hidden width = w1.shape[0]")
+    check.dim_equals(op, "b2", b2, 0, w2.shape[0], "output width = w2.shape[0]")
+    if not isinstance(residual, bool):
+        check.fail(op, "residual", "a bool", type(residual).__name__, TypeError)
+    if residual:
+        check.dim_equals(op, "w2", w2, 0, c, "output width = channels of x, for the residual add")
+    check.same_dtype_device(op, [("x", x), ("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2)])
+    activation = check.activation(op, activation)
+    impl = backends.module(backends.resolve(op, backend, x.device))
+    return impl.mlp(x, w1, b1, w2, b2, activation, residual)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str] = None,
+           residual: Optional[torch.Tensor] = None, backend: str = "auto") -> torch.Tensor:
+    """``residual + act(x @ weightᵀ + bias)`` over the last dim of x. See reference.linear."""
+    op = "linear"
+    check.tensor(op, "x", x, None)
+    if x.dim() < 1:
+        check.fail(op, "x", "a tensor of at least 1 dim (..., C)", f"shape {tuple(x.shape)}")
+    check.tensor(op, "weight", weight, 2, "(C_out, C)")
+    check.dim_equals(op, "weight", weight, 1, x.shape[-1], "channels of x")
+    if bias is not None:
+        check.tensor(op, "bias", bias, 1, "(C_out,)")
+        check.dim_equals(op, "bias", bias, 0, weight.shape[0], "output width = weight.shape[0]")
+    if residual is not None:
+        check.tensor(op, "residual", residual, None)
+        expected = tuple(x.shape[:-1]) + (weight.shape[0],)
+        if tuple(residual.shape) != expected:
+            check.fail(op, "residual", f"of the output's shape {expected}", f"shape {tuple(residual.shape)}")
+    check.same_dtype_device(op, [("x", x), ("weight", weight), ("bias", bias), ("residual", residual)])
+    activation = check.activation(op, activation)
+    impl = backends.module(backends.resolve(op, backend, x.device))
+    return impl.linear(x, weight, bias, activation, residual)

@@ -1,0 +1,107 @@
+"""Eager PyTorch reference of every levit-kernels op: the single definition of each op's semantics.
+
+The pure-PyTorch LeViT in ``levit/`` calls these functions in its forward, and every backend is tested against
+them, so the model, the kernels and the tests cannot drift apart. No input validation happens here (the public
+ops in :mod:`levit_kernels.ops` validate); the functions compute in the dtype they are given.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+ACTIVATIONS = (None, "hardswish")
+
+
+def query_grid_side(resolution: int, stride: int) -> int:
+    """Side of the query grid: the R×R key grid subsampled every ``stride`` points, i.e. ceil(R / stride)."""
+    return (resolution - 1) // stride + 1
+
+
+@functools.lru_cache(maxsize=64)
+def _bias_index_cpu(resolution: int, stride: int) -> torch.Tensor:
+    side_q = query_grid_side(resolution, stride)
+    yq, xq = torch.meshgrid(torch.arange(side_q) * stride, torch.arange(side_q) * stride, indexing="ij")
+    yk, xk = torch.meshgrid(torch.arange(resolution), torch.arange(resolution), indexing="ij")
+    dy = (yq.reshape(-1, 1) - yk.reshape(1, -1)).abs()
+    dx = (xq.reshape(-1, 1) - xk.reshape(1, -1)).abs()
+    return dy * resolution + dx
+
+
+def attention_bias_index(resolution: int, stride: int = 1, device=None) -> torch.Tensor:
+    """(Nq, Nk) int64 index into a head's row of the (H, R²) bias table: ``|yi·s − yj|·R + |xi·s − xj|``."""
+    idx = _bias_index_cpu(int(resolution), int(stride))
+    return idx if device is None else idx.to(device)
+
+
+def gather_attention_bias(attention_biases: torch.Tensor, resolution: int, stride: int = 1) -> torch.Tensor:
+    """(H, R²) table → (H, Nq, Nk) bias added to the attention logits."""
+    return attention_biases[:, attention_bias_index(resolution, stride, attention_biases.device)]
+
+
+def apply_activation(x: torch.Tensor, activation: Optional[str]) -> torch.Tensor:
+    if activation is None:
+        return x
+    if activation == "hardswish":
+        return F.hardswish(x)
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+
+
+def subsample_tokens(x: torch.Tensor, resolution: int, stride: int) -> torch.Tensor:
+    """(B, R², C) tokens → (B, ceil(R/s)², C): the tokens on the stride-``s`` grid, row-major."""
+    b, _, c = x.shape
+    return x.reshape(b, resolution, resolution, c)[:, ::stride, ::stride].reshape(b, -1, c)
+
+
+def biased_attention(q, k, v, attention_biases, resolution, stride=1, scale=None, activation=None, *,
+                     gathered_bias: Optional[torch.Tensor] = None):
+    """``act(softmax(scale·q·kᵀ + bias) · v)`` with the relative-position bias of LeViT, as (B, Nq, H·Dv).
+
+    q (B, H, Nq, D), k (B, H, Nk, D), v (B, H, Nk, Dv); ``attention_biases`` (H, R²). ``gathered_bias`` (H, Nq, Nk)
+    lets the model pass its eval-time cache of ``gather_attention_bias(attention_biases, resolution, stride)``.
+    """
+    if scale is None:
+        scale = q.shape[-1] ** -0.5
+    if gathered_bias is None:
+        gathered_bias = gather_attention_bias(attention_biases, resolution, stride)
+    attn = (q @ k.transpose(-2, -1)) * scale + gathered_bias
+    attn = attn.softmax(dim=-1)
+    out = (attn @ v).transpose(1, 2)  # (B, Nq, H, Dv)
+    out = out.reshape(out.shape[0], out.shape[1], -1)
+    return apply_activation(out, activation)
+
+
+def linear(x, weight, bias, activation=None, residual=None):
+    """``residual + act(x @ weightᵀ + bias)`` over the last dim of x."""
+    y = apply_activation(F.linear(x, weight, bias), activation)
+    return y if residual is None else residual + y
+
+
+def mlp(x, w1, b1, w2, b2, activation="hardswish", residual=True):
+    """``x + act(x @ w1ᵀ + b1) @ w2ᵀ + b2`` (the ``x +`` only when ``residual``)."""
+    hidden = linear(x, w1, b1, activation)
+    return linear(hidden, w2, b2, None, x if residual else None)
+
+
+def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, stride=2, scale=None,
+                     activation=None):
+    """LeViT's shrink attention: queries projected from the stride-``s`` tokens of x, then biased attention."""
+    b = x.shape[0]
+    heads, key_dim = k.shape[1], k.shape[-1]
+    xs = subsample_tokens(x, resolution, stride)
+    q = linear(xs, q_weight, q_bias).reshape(b, -1, heads, key_dim).transpose(1, 2)
+    return biased_attention(q, k, v, attention_biases, resolution, stride, scale, activation)
+
+
+def fold_batchnorm(weight: torch.Tensor, bias: Optional[torch.Tensor], bn) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold an eval-mode BatchNorm that follows a Linear/Conv (weight (out, ...)) into its weight and bias."""
+    inv_std = torch.rsqrt(bn.running_var + bn.eps)
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(inv_std)
+    beta = bn.bias if bn.bias is not None else torch.zeros_like(inv_std)
+    factor = gamma * inv_std
+    folded_w = weight * factor.reshape(-1, *([1] * (weight.dim() - 1)))
+    base = bias if bias is not None else torch.zeros_like(bn.running_mean)
+    folded_b = (base - bn.running_mean) * factor + beta
+    return folded_w.detach().clone(), folded_b.detach().clone()

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Idempotent set-up: torch (the pinned CPU wheel unless a torch is already installed), the dependencies, and the
+# package with its C++ extension, built against that torch. `--dev` adds the test and benchmark tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+PIP=("$PY" -m pip install --disable-pip-version-check -q)
+
+# A torch is kept if present (a CUDA build on a GPU machine, say); otherwise the 2.13.0 wheel, which on these
+# CPU machines is the CPU build. A looser requirement would let pip fetch a multi-GB CUDA build.
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  "${PIP[@]}" "torch==2.13.0"
+fi
+"${PIP[@]}" -r requirements.txt
+if [ "${1:-}" = "--dev" ]; then
+  "${PIP[@]}" -r requirements-dev.txt
+  # timm is used by the tests only, to check drop-in support of its models. Its import needs torchvision, which
+  # has no CPU wheel for this torch on PyPI (and a plain install would pull a CUDA torch): install timm without
+  # dependencies; tests/support/timm_compat.py stands in for the torchvision symbols timm imports but LeViT never uses.
+  "${PIP[@]}" --no-deps "timm==1.0.31"
+fi
+# --no-build-isolation: build against the torch installed above rather than one pip would download.
+"${PIP[@]}" --no-build-isolation -e .

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The full test suite: Python tests (reference, model, CPU kernels under every ISA this CPU runs, Triton under the
+# interpreter), the benchmarks in their quick smoke mode (so they cannot rot), and the standalone C++ tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+"$PY" -m pytest -q -p no:cacheprovider tests "$@"

@@ -1,0 +1,66 @@
+"""Build levit-kernels: the Python package plus the C++ CPU kernels (levit_kernels._C) via torch's cpp_extension
+and ninja. Install without build isolation so the build uses the torch already installed (an isolated build env
+would download its own, possibly CUDA, torch):
+
+    pip install --no-build-isolation -e .
+
+Environment:
+    LEVIT_KERNELS_SANITIZE=1   build csrc with AddressSanitizer + UndefinedBehaviorSanitizer (tests only).
+    LEVIT_KERNELS_NO_EXT=1     skip the C++ extension (pure-Python install; backend "cpu" reports unavailable).
+"""
+import glob
+import os
+import platform
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def cpu_extension():
+    from torch.utils.cpp_extension import CppExtension
+
+    # Kernel sources are grouped op → ISA under csrc/; csrc/tests holds the standalone (torch-free) test programs.
+    sources = sorted(p for p in glob.glob("csrc/**/*.cpp", recursive=True) if not p.startswith("csrc/tests/"))
+    if not sources:
+        return []
+    cxx = ["-O3", "-std=c++17", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
+    if platform.machine() in ("x86_64", "AMD64"):
+        # Baseline x86-64 only: AVX-512/AVX2 code lives in per-ISA translation units that enable their own targets
+        # (#pragma GCC target), so no AVX instruction can reach code that runs on a plain x86-64 CPU.
+        cxx += ["-march=x86-64", "-mtune=generic"]
+    ldflags = []
+    if os.environ.get("LEVIT_KERNELS_SANITIZE") == "1":
+        cxx = [f for f in cxx if f != "-O3"] + ["-O1", "-g", "-fsanitize=address,undefined",
+                                               "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
+        ldflags += ["-fsanitize=address,undefined"]
+    return [CppExtension("levit_kernels._C", sources, include_dirs=[os.path.join(HERE, "csrc")],
+                         extra_compile_args={"cxx": cxx}, extra_link_args=ldflags)]
+
+
+def build_config():
+    if os.environ.get("LEVIT_KERNELS_NO_EXT") == "1":
+        return {}
+    from torch.utils.cpp_extension import BuildExtension
+
+    ext = cpu_extension()
+    return {"ext_modules": ext, "cmdclass": {"build_ext": BuildExtension.with_options(use_ninja=True)}} if ext else {}
+
+
+setup(
+    name="levit-kernels",
+    version="0.1.0",
+    description="Fused CPU (C++) and GPU (Triton) kernels for LeViT, with a paper-exact PyTorch LeViT reference",
+    packages=find_packages(include=["levit_kernels", "levit_kernels.*", "levit", "levit.*"]),
+    package_data={"levit_kernels": ["data/*.txt"]},
+    python_requires=">=3.10",
+    # torch is deliberately unpinned-above: install the wheel you want first (the CPU wheel on CPU machines).
+    install_requires=["torch>=2.4", "numpy", "ninja", "pybind11"],
+    extras_require={
+        "gpu": ["triton>=3.2"],
+        "bench": ["pytest-benchmark", "matplotlib", "onnxruntime", "onnx", "onnxscript"],
+        "test": ["pytest", "pytest-benchmark", "hypothesis", "triton>=3.2", "pillow"],
+    },
+    entry_points={"console_scripts": ["levit-kernels=levit_kernels.cli:main"]},
+    **build_config(),
+)

@@ -1,0 +1,36 @@
+"""Shared test fixtures: fresh seeds per test (printed on failure), poisoned outputs, tolerances."""
+import os
+import random
+
+import pytest
+import torch
+
+from levit_kernels import tolerances
+
+
+@pytest.fixture
+def seed(request):
+    """A fresh random seed per test (LEVIT_TEST_SEED pins it); pytest shows it in the failure report."""
+    value = int(os.environ.get("LEVIT_TEST_SEED", random.SystemRandom().randrange(2**31)))
+    torch.manual_seed(value)
+    request.node.user_properties.append(("seed", value))
+    return value
+
+
+@pytest.fixture
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def pytest_runtest_makereport(item, call):
+    if call.when == "call" and call.excinfo is not None:
+        for key, value in item.user_properties:
+            if key == "seed":
+                print(f"\n[levit-kernels] {item.nodeid} failed with seed {value} (rerun: LEVIT_TEST_SEED={value})")
+
+
+def assert_close_to_reference(out, ref64, dtype, what="output", rtol=None):
+    """Kernel output vs float64 reference, under the dtype's tolerance from levit_kernels.tolerances."""
+    tol = tolerances.kernel_rtol(dtype) if rtol is None else rtol
+    err = tolerances.max_rel_error(out, ref64)
+    assert err <= tol, f"{what}: max relative error {err:.3e} > tolerance {tol:.1e} ({dtype})"
