@@ -146,7 +146,7 @@ def _convert(state_dict: Mapping, layout: str, model: LeViT) -> tuple[dict, list
     expected = model.state_dict()
     mapping = {k: k for k in expected} if scheme == "native" else key_map(model, scheme)
     index_keys = _bias_index_keys(model, scheme)
-    converted, unexpected, misshaped, bad_index = {}, [], [], []
+    converted, seen, unexpected, misshaped, bad_index = {}, set(), [], [], []
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
             misshaped.append(f"{key}: not a tensor ({type(value).__name__})")
@@ -160,16 +160,17 @@ def _convert(state_dict: Mapping, layout: str, model: LeViT) -> tuple[dict, list
         if ours is None:
             unexpected.append(f"{key} {tuple(value.shape)}")
             continue
-        want_shape = tuple(expected[ours].shape)
-        if layout == "timm_conv" and value.dim() == 4 and len(want_shape) == 2 and value.shape[2:] == (1, 1):
+        seen.add(ours)
+        want_shape, stored_shape = tuple(expected[ours].shape), tuple(value.shape)
+        if layout == "timm_conv" and len(stored_shape) == 4 and len(want_shape) == 2 and stored_shape[2:] == (1, 1):
             value = value[:, :, 0, 0]  # a Linear stored as a 1×1 conv
         if tuple(value.shape) != want_shape:
-            misshaped.append(f"{key}: checkpoint {tuple(value.shape)} vs model {want_shape}")
+            misshaped.append(f"{key}: checkpoint {stored_shape} vs model {want_shape}")
             continue
         converted[ours] = value
     reverse = {ours: theirs for theirs, ours in mapping.items()}
     missing = [f"{reverse[k]} {tuple(v.shape)}" for k, v in expected.items()
-               if k not in converted and not k.endswith("num_batches_tracked")]
+               if k not in seen and not k.endswith("num_batches_tracked")]
     problems = []
     for what, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped),
                         ("wrong attention_bias_idxs", bad_index)):

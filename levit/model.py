@@ -298,7 +298,7 @@ def randomize_(model: nn.Module, generator: Optional[torch.Generator] = None) ->
                 m.bias.copy_(draw(m.bias, -0.2, 0.2))
         for name, p in model.named_parameters():  # by name, so timm's and the official models work too
             if name.endswith("attention_biases"):
-                p.copy_(draw(p, -1.0, 1.0))
+                p.copy_(draw(p, -4.0, 4.0))
     return model
 
 
