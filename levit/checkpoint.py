@@ -28,7 +28,6 @@ from levit.model import LeViT
 from levit_kernels.reference import attention_bias_index
 
 LAYOUTS = ("native", "official", "timm", "timm_conv")
-_EXTERNAL = ("official", "timm")  # the key schemes; timm_conv uses timm's keys
 # The submodule holding the weight, per unit kind and key scheme (BatchNorms are called "bn" everywhere).
 _WEIGHT_NAME = {
     "native": {"conv": "conv", "linear": "linear", "head": "linear"},

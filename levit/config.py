@@ -74,8 +74,33 @@ class ConvShape:
         return downsampled_side(self.in_side, self.stride)
 
 
+class _AttentionGeometry:
+    """What stage and shrink attention share: keys on the R×R grid, queries on its stride-s subgrid."""
+
+    heads: int
+    key_dim: int
+    value_dim: int
+    resolution: int
+    stride: int
+
+    @property
+    def queries(self) -> int:
+        return downsampled_side(self.resolution, self.stride) ** 2
+
+    @property
+    def keys(self) -> int:
+        return self.resolution ** 2
+
+    def attention_operands(self, batch: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of :func:`levit_kernels.biased_attention`'s tensors (``out``: its result) at ``batch``."""
+        h, nq, nk = self.heads, self.queries, self.keys
+        return {"q": (batch, h, nq, self.key_dim), "k": (batch, h, nk, self.key_dim),
+                "v": (batch, h, nk, self.value_dim), "attention_biases": (h, nk),
+                "out": (batch, nq, h * self.value_dim)}
+
+
 @dataclass(frozen=True)
-class AttentionShape:
+class AttentionShape(_AttentionGeometry):
     """Residual stage attention on an R×R grid of C-channel tokens: qkv Linear+BN, biased attention, proj."""
 
     stage: int
@@ -92,14 +117,6 @@ class AttentionShape:
         return self.resolution ** 2
 
     @property
-    def queries(self) -> int:
-        return downsampled_side(self.resolution, self.stride) ** 2
-
-    @property
-    def keys(self) -> int:
-        return self.resolution ** 2
-
-    @property
     def linears(self) -> dict[str, tuple[int, int]]:
         """(in, out) features of each projection, keyed by the model's attribute name."""
         h, d, dv, c = self.heads, self.key_dim, self.value_dim, self.channels
@@ -107,7 +124,7 @@ class AttentionShape:
 
 
 @dataclass(frozen=True)
-class ShrinkAttentionShape:
+class ShrinkAttentionShape(_AttentionGeometry):
     """Shrink attention between stages (no residual): keys/values from all R×R tokens, queries from the stride-2
     subsampled grid, output at the next stage's width on the R_out×R_out grid."""
 
@@ -126,18 +143,18 @@ class ShrinkAttentionShape:
         return downsampled_side(self.resolution, self.stride)
 
     @property
-    def queries(self) -> int:
-        return self.out_resolution ** 2
-
-    @property
-    def keys(self) -> int:
-        return self.resolution ** 2
-
-    @property
     def linears(self) -> dict[str, tuple[int, int]]:
         h, d, dv = self.heads, self.key_dim, self.value_dim
         return {"kv": (self.in_channels, h * (d + dv)), "q": (self.in_channels, h * d),
                 "proj": (h * dv, self.out_channels)}
+
+    def shrink_operands(self, batch: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of :func:`levit_kernels.shrink_attention`'s tensors (``out``: its result) at ``batch``."""
+        shapes = self.attention_operands(batch)
+        del shapes["q"]
+        hd = self.heads * self.key_dim
+        return {"x": (batch, self.keys, self.in_channels), "q_weight": (hd, self.in_channels), "q_bias": (hd,),
+                **shapes}
 
 
 @dataclass(frozen=True)
@@ -157,6 +174,12 @@ class MLPShape:
     @property
     def linears(self) -> dict[str, tuple[int, int]]:
         return {"fc1": (self.channels, self.hidden), "fc2": (self.hidden, self.channels)}
+
+    def mlp_operands(self, batch: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of :func:`levit_kernels.mlp`'s tensors (``out``: its result) at ``batch``."""
+        c, hidden = self.channels, self.hidden
+        return {"x": (batch, self.tokens, c), "w1": (hidden, c), "b1": (hidden,), "w2": (c, hidden), "b2": (c,),
+                "out": (batch, self.tokens, c)}
 
 
 BlockShape = Union[AttentionShape, ShrinkAttentionShape, MLPShape]

@@ -93,8 +93,12 @@ class _BiasedAttentionBase(nn.Module):
         return table.data_ptr(), version, table.dtype, table.device
 
     def gathered_bias(self) -> Optional[torch.Tensor]:
-        """The cached (H, Nq, Nk) bias in eval, or None (the attention then gathers it from the live table)."""
-        if self.training or (torch.is_grad_enabled() and self.attention_biases.requires_grad):
+        """The cached (H, Nq, Nk) bias in eval, or None (the attention then gathers it from the live table).
+
+        Under torch.compile the gather is left in the graph (the cache's storage/version key cannot be traced).
+        """
+        if (self.training or torch.compiler.is_compiling()
+                or (torch.is_grad_enabled() and self.attention_biases.requires_grad)):
             return None
         key = self._table_key()
         if self._bias_cache is None or self._bias_cache[0] != key:

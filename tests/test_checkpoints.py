@@ -8,7 +8,7 @@ import torch
 
 import levit
 from levit.checkpoint import CheckpointError, detect_layout, key_map, load_checkpoint
-from levit_kernels import tolerances
+from levit_kernels import reference, tolerances
 from support.timm_compat import import_timm
 
 # Keys of the official LeViT-128S checkpoint (facebookresearch/LeViT), as listed in the project's facts file.
@@ -81,7 +81,7 @@ def test_official_keys_and_bias_index_agree_with_the_official_code(source):
     assert not any(k.startswith("blocks.4.m.") for k in keys)  # the shrink attention has no residual wrapper
     for resolution, stride in [(14, 1), (7, 1), (4, 1), (14, 2), (7, 2)]:
         assert torch.equal(official_bias_index(resolution, stride),
-                           levit.checkpoint.attention_bias_index(resolution, stride))
+                           reference.attention_bias_index(resolution, stride))
 
 
 def test_file_paths_and_wrappers(tmp_path, gen, source):
@@ -118,26 +118,28 @@ def timm():
 @pytest.mark.parametrize("timm_name,ours", [("levit_128s", "levit_128s"), ("levit_conv_128s", "levit_128s"),
                                             ("levit_256", "levit_256")])
 def test_real_timm_models_load_and_match(timm, gen, timm_name, ours):
-    reference = levit.randomize_(timm.create_model(timm_name, pretrained=False), gen).eval()
-    model = levit.create_model(ours, checkpoint=reference.state_dict()).eval()
+    timm_model = levit.randomize_(timm.create_model(timm_name, pretrained=False), gen).eval()
+    model = levit.create_model(ours, checkpoint=timm_model.state_dict()).eval()
     x = torch.randn(1, 3, 224, 224, generator=gen)
     with torch.no_grad():
         features, logits = _outputs(model, x)
-        timm_features = reference.forward_features(x)
+        timm_features = timm_model.forward_features(x)
         if timm_features.dim() == 4:  # levit_conv_*: (B, C, H, W)
             timm_features = timm_features.flatten(2).transpose(1, 2)
-        # Errors from a wrong key or bias mapping are ≥1e-4 here (a bias table flipped gives ~2e-4).
         assert tolerances.max_rel_error(features, timm_features) <= 1e-6
-        assert tolerances.max_rel_error(logits, reference(x)) <= 1e-6
+        assert tolerances.max_rel_error(logits, timm_model(x)) <= 1e-6
+        # The check is sharp: mis-mapping a single bias table (of the last attention) exceeds it.
+        model.blocks[-2].body.attention_biases.copy_(model.blocks[-2].body.attention_biases.flip(1))
+        assert tolerances.max_rel_error(model.forward_features(x), timm_features) > 1e-6
 
 
 def test_timm_key_order_is_the_official_block_order(timm):
     """timm and the official checkpoints hold the same tensors in the same order; our two key maps must agree."""
-    reference = timm.create_model("levit_128s", pretrained=False)
+    timm_model = timm.create_model("levit_128s", pretrained=False)
     model = levit.create_model("levit_128s")
     to_ours = key_map(model, "timm")
     to_official = {ours: theirs for theirs, ours in key_map(model, "official").items()}
-    official_order = [to_official[to_ours[k]] for k in reference.state_dict()]
+    official_order = [to_official[to_ours[k]] for k in timm_model.state_dict()]
     blocks = [int(m.group(1)) for m in map(re.compile(r"blocks\.(\d+)\.").match, official_order) if m]
     assert blocks == sorted(blocks) and blocks[-1] == len(model.blocks) - 1
 

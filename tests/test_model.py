@@ -126,8 +126,8 @@ def test_attention_passes_views_of_the_packed_projection(monkeypatch, gen, small
         assert v.untyped_storage().data_ptr() == storage
         if shape.kind == "attention":
             assert q.untyped_storage().data_ptr() == storage
-        assert q.shape == (1, shape.heads, shape.queries, shape.key_dim)
-        assert v.shape == (1, shape.heads, shape.keys, shape.value_dim)
+        operands = shape.attention_operands(1)
+        assert (q.shape, k.shape, v.shape) == (operands["q"], operands["k"], operands["v"])
         assert args[1:5] == (shape.resolution, shape.stride, shape.key_dim ** -0.5, "hardswish")
         assert kwargs["gathered_bias"].shape == (shape.heads, shape.queries, shape.keys)
 

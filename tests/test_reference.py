@@ -9,7 +9,7 @@ import torch
 
 import levit_kernels
 from conftest import assert_close_to_reference
-from levit.config import MODEL_NAMES, op_shapes
+from levit.config import MODEL_NAMES, ShrinkAttentionShape, op_shapes
 from levit_kernels import reference
 
 F64 = torch.float64
@@ -145,19 +145,30 @@ def test_biased_attention_explicit_scale_and_batch(gen):
     assert_close_to_reference(got, want, F64)
 
 
-@pytest.mark.parametrize("heads,key_dim,value_dim,resolution,stride",
-                         [c for c in _levit_attention_cases() if c.values[4] == 2]
-                         + [c for c in ODD_ATTENTION if c.values[4] > 1])
-def test_shrink_attention_matches_naive(gen, heads, key_dim, value_dim, resolution, stride):
-    channels = 24
-    nk = resolution ** 2
-    x = _randn(gen, 2, nk, channels)
-    q_weight, q_bias = _randn(gen, heads * key_dim, channels), _randn(gen, heads * key_dim)
-    _, k, v = _packed_qkv(gen, 2, heads, 1, nk, key_dim, value_dim, 2)
-    biases = _randn(gen, heads, nk)
+def _levit_shrink_cases():
+    cases = {}
+    for name in MODEL_NAMES:
+        for s in op_shapes(name):
+            if s.kind == "shrink":
+                cases.setdefault(s, f"{name}-shrink-C{s.in_channels}-H{s.heads}-R{s.resolution}")
+    return [pytest.param(s, id=label) for s, label in cases.items()]
+
+
+ODD_SHRINK = [pytest.param(ShrinkAttentionShape(1, 24, 0, h, d, dv, r, s), id=f"odd-H{h}-D{d}-Dv{dv}-R{r}-s{s}")
+              for (h, d, dv, r, s) in [(2, 8, 24, 1, 2), (3, 64, 32, 3, 2), (1, 8, 40, 5, 2), (3, 64, 64, 13, 2),
+                                       (2, 8, 16, 4, 3)]]
+
+
+@pytest.mark.parametrize("shape", _levit_shrink_cases() + ODD_SHRINK)
+def test_shrink_attention_matches_naive(gen, shape):
+    operands = {name: _randn(gen, *dims) for name, dims in shape.shrink_operands(2).items() if name != "out"}
+    x, q_weight, q_bias = operands["x"], operands["q_weight"], operands["q_bias"]
+    k, v, biases = operands["k"], operands["v"], operands["attention_biases"]
+    resolution, stride = shape.resolution, shape.stride
     xs = naive_subsample(x, resolution, stride)
-    q = naive_linear(xs, q_weight, q_bias).reshape(2, -1, heads, key_dim).permute(0, 2, 1, 3)
+    q = naive_linear(xs, q_weight, q_bias).reshape(2, -1, shape.heads, shape.key_dim).permute(0, 2, 1, 3)
     want = naive_biased_attention(q, k, v, biases, resolution, stride, None, "hardswish")
+    assert want.shape == shape.shrink_operands(2)["out"]
     got = reference.shrink_attention(x, q_weight, q_bias, k, v, biases, resolution, stride, None, "hardswish")
     assert_close_to_reference(got, want, F64, "reference.shrink_attention")
     via_op = levit_kernels.shrink_attention(x, q_weight, q_bias, k, v, biases, resolution, stride,
