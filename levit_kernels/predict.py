@@ -69,14 +69,10 @@ class Prediction:
         return "\n".join(lines)
 
 
-def predict(model: Callable[[torch.Tensor], torch.Tensor], paths: Iterable[str], top: int = 5, batch: int = 16,
-            on_error: Optional[Callable[[str, Exception], None]] = None) -> list[Prediction]:
-    """Top-``top`` classes of each readable image in ``paths`` under ``model`` (images → logits).
-
-    Unreadable images are passed to ``on_error(path, exception)`` and skipped.
-    """
-    names = class_names()
-    loaded: list[tuple[str, torch.Tensor]] = []
+def load_images(paths: Iterable[str], on_error: Optional[Callable[[str, Exception], None]] = None
+                ) -> list[tuple[str, torch.Tensor]]:
+    """(path, preprocessed image) of each readable file; unreadable ones go to ``on_error(path, exc)`` (or raise)."""
+    loaded = []
     for path in paths:
         try:
             loaded.append((path, preprocess(path)))
@@ -84,6 +80,13 @@ def predict(model: Callable[[torch.Tensor], torch.Tensor], paths: Iterable[str],
             if on_error is None:
                 raise
             on_error(path, exc)
+    return loaded
+
+
+def classify(model: Callable[[torch.Tensor], torch.Tensor], loaded: list[tuple[str, torch.Tensor]], top: int = 5,
+             batch: int = 16) -> list[Prediction]:
+    """Top-``top`` classes of each (path, image) under ``model`` (images → logits), in batches."""
+    names = class_names()
     results = []
     for start in range(0, len(loaded), batch):
         chunk = loaded[start:start + batch]
@@ -95,3 +98,9 @@ def predict(model: Callable[[torch.Tensor], torch.Tensor], paths: Iterable[str],
             results.append(Prediction(path, [(v, label, *(names[label] if label < len(names) else ("?", "?")))
                                              for v, label in zip(vs, ls)]))
     return results
+
+
+def predict(model: Callable[[torch.Tensor], torch.Tensor], paths: Iterable[str], top: int = 5, batch: int = 16,
+            on_error: Optional[Callable[[str, Exception], None]] = None) -> list[Prediction]:
+    """:func:`classify` the readable images among ``paths`` (see :func:`load_images` for ``on_error``)."""
+    return classify(model, load_images(paths, on_error), top, batch)

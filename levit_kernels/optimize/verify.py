@@ -136,11 +136,11 @@ def verify(model: nn.Module, backend: str = "auto", dtype: Union[None, str, torc
     Returns a :class:`VerifyReport` (``.passed``, ``.steps``, printable table). See the module docstring for the
     pass criteria. The model is not modified.
     """
+    if images is None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ValueError(f"verify: argument 'batch' must be a positive int, got {batch!r}")
     optimized, description = optimize_described(model, backend, dtype)
     dtype = optimized.dtype
     if images is None:
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"verify: argument 'batch' must be a positive int, got {batch!r}")
         side = optimized.image_size
         gen = torch.Generator().manual_seed(seed)
         images = torch.randn(batch, optimized.in_channels, side, side, generator=gen)
