@@ -90,7 +90,7 @@ def classify(model: Callable[[torch.Tensor], torch.Tensor], loaded: list[tuple[s
     results = []
     for start in range(0, len(loaded), batch):
         chunk = loaded[start:start + batch]
-        with torch.inference_mode():
+        with torch.no_grad():
             logits = model(torch.stack([t for _, t in chunk]))
         probs = logits.float().softmax(-1)
         values, labels = probs.topk(min(top, probs.shape[-1]), dim=-1)

@@ -93,7 +93,7 @@ def optimize_described(model: nn.Module, backend: str = "auto", dtype: Union[Non
     description = describe(model)
     optimized = OptimizedLeViT(description, name, dtype, device, channels_last)
     side = optimized.image_size
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference_mode: reference.py caches index tensors made on first use
         optimized.bind(checked_ops())
         optimized(torch.zeros(1, optimized.in_channels, side, side, device=device, dtype=dtype))
     optimized.bind(backends.module(name))

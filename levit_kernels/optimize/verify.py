@@ -114,7 +114,7 @@ def _run_eager(model: nn.Module, taps: list[Tap], images: torch.Tensor, dtype: t
             outputs[i] = _tokens(inputs[0] + output if residual else output).detach()
         handles.append(replica.get_submodule(names[id(tap.module)]).register_forward_hook(hook))
     try:
-        with torch.inference_mode():
+        with torch.no_grad():
             logits = replica(images.to(dtype))
     finally:
         for h in handles:
@@ -148,7 +148,7 @@ def verify(model: nn.Module, backend: str = "auto", dtype: Union[None, str, torc
     taps = [description.stem_tap] + [b.tap for b in description.blocks]
 
     ref_steps, ref_logits = _run_eager(model, taps, images, torch.float64)
-    with torch.inference_mode():
+    with torch.no_grad():
         steps, logits = optimized.trace(images)
     lowp = dtype in LOW_PRECISION
     if lowp:
