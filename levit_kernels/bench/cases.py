@@ -8,7 +8,7 @@ them (see :mod:`levit_kernels.bench.timing`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from levit_kernels import ops, reference, tolerances
 
 OPS = ("attention", "shrink", "mlp", "linear")
+# Function implementing each op, by the same name in levit_kernels.ops and levit_kernels.reference.
+_REFERENCE_NAME = {"attention": "biased_attention", "shrink": "shrink_attention", "mlp": "mlp", "linear": "linear"}
 # The ops' fused epilogues as the LeViT model uses them: Hardswish after attention (before proj), after fc1.
 ATTENTION_ACTIVATION = "hardswish"
 
@@ -166,7 +168,6 @@ class CandidateSpec:
     name: str
     build: Callable[[], Callable]
     role: str = "baseline"   # "subject" or "baseline"
-    notes: dict = field(default_factory=dict)
 
 
 class Unavailable(Exception):
@@ -209,9 +210,6 @@ def _compiled_reference(case: OpCase) -> Callable:
                                           activation=ATTENTION_ACTIVATION, gathered_bias=attention_biases[:, idx])
 
     return torch.compile(_with_shrink_queries(attention, case), dynamic=False)
-
-
-_REFERENCE_NAME = {"attention": "biased_attention", "shrink": "shrink_attention", "mlp": "mlp", "linear": "linear"}
 
 
 def _attention_tail(out: torch.Tensor) -> torch.Tensor:

@@ -119,6 +119,8 @@ def fingerprint() -> dict:
                      "triton": _module_version("triton"), "onnxruntime": _module_version("onnxruntime"),
                      "levit_kernels": _module_version("levit_kernels"), "os": platform.platform()},
         "git_commit": git_commit(),
+        # Not hardware, but it qualifies every number: other work on the machine while it was measured.
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -13,7 +13,7 @@ def format_grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
 
     def numeric(i):
-        return rows and all(r[i][:1].isdigit() or r[i][:1] in "-—" for r in rows)
+        return rows and all(r[i][:1].isdigit() or r[i][:1] in "-—" or r[i] == "skip" for r in rows)
 
     right = [numeric(i) for i in range(len(headers))]
 
@@ -47,7 +47,7 @@ def _baselines(ms: Sequence[dict]) -> list[str]:
     return names
 
 
-def _rate_cell(m: dict, name: str) -> str:
+def rate_cell(m: dict, name: str) -> str:
     c = m["candidates"].get(name, {})
     if not timed(c):
         return "skip"
@@ -77,10 +77,10 @@ def format_table(run: dict, kind: str) -> str:
                                                                    str(m["count"])]
         s = m["candidates"][m["subject"]]
         gflops = m["flops"] / s["median_s"] / 1e9 if timed(s) else None
-        row += [_rate_cell(m, m["subject"]), "—" if gflops is None else f"{gflops:.1f}",
+        row += [rate_cell(m, m["subject"]), "—" if gflops is None else f"{gflops:.1f}",
                 "—" if gflops is None or not peak else f"{100 * gflops / peak:.0f}%"]
         for b in baselines:
-            row += [_rate_cell(m, b), format_speedup(speedup(m, b))]
+            row += [rate_cell(m, b), format_speedup(speedup(m, b))]
         rows.append(row)
     return format_grid(headers, rows)
 

@@ -124,15 +124,16 @@ def measure_case(case, plan: Plan, gen: torch.Generator) -> dict:
 
 
 def progress_line(i: int, n: int, m: dict, seconds: float) -> str:
-    subject = m["candidates"][m["subject"]]
-    if "median_s" in subject:
-        head = (f"{m['batch'] / subject['median_s']:,.1f} img/s" if m["kind"] == "e2e"
-                else f"{report.format_time(subject['median_s'])} µs")
-    else:
-        head = "skipped"
-    vs = [f"{report.format_speedup(report.speedup(m, b))} vs {b}" for b in m["candidates"] if b != m["subject"]]
+    """"[i/n] model op block (shape, batch): subject time; each baseline's time (subject's speedup) [seconds]"."""
+    unit = "img/s" if m["kind"] == "e2e" else "µs"
+    parts = []
+    for name in m["candidates"]:
+        cell = report.rate_cell(m, name)
+        ratio = report.speedup(m, name) if name != m["subject"] else None
+        parts.append(f"{name} {cell}" + ("" if cell == "skip" else f" {unit}")
+                     + ("" if ratio is None else f" ({report.format_speedup(ratio)})"))
     return (f"[{i}/{n}] {m['model']} {m['op']} {m['block']} ({m['label']}, batch {m['batch']}): "
-            f"{m['subject']} {head}; {', '.join(vs)} [{seconds:.1f} s]")
+            f"{'; '.join(parts)} [{seconds:.0f} s]")
 
 
 def run(plan: Plan, command: str, progress: bool = True) -> dict:
