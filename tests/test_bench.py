@@ -244,6 +244,22 @@ def test_compare_prints_per_case_ratios():
     assert "cases only in A: 1; only in B: 1" in text
 
 
+def test_markdown_section_for_the_readme(tmp_path, capsys):
+    data = results.merge(None, "hw", _run(_measurement(subject_s=1e-3, eager_s=2e-3),
+                                          _measurement(block="s1.mlp", subject_s=1e-3, eager_s=8e-3),
+                                          _measurement(kind="e2e", op="e2e", block="model", subject_s=0.1,
+                                                       eager_s=0.3)))
+    text = report.format_markdown(data, "benchmarks/results/hw.png")
+    assert text.startswith("### `hw`") and "`levit-kernels bench --quick`" in text
+    assert "| levit_256 | 16 | 160.0 | 5% | 53.3 (3.00×) | skip (—) |" in text  # e2e: 5 GFLOP/s of 100
+    assert "| levit_256 | mlp | 2 | 4.00× | — |" in text  # geomean of 2× and 8×; compile never timed
+    assert text.endswith("![hw speedups](benchmarks/results/hw.png)")
+    path = tmp_path / "hw.json"
+    results.save(str(path), data)
+    assert command.run_bench(_args("--markdown", str(path))) == 0
+    assert "| levit_256 | mlp | 2 | 4.00× | — |" in capsys.readouterr().out
+
+
 def test_chart_has_one_panel_per_protocol(tmp_path):
     data = results.merge(None, "hw", _run(_measurement(), _measurement(block="s1.mlp", subject_s=1e-3,
                                                                        eager_s=4e-3),

@@ -49,6 +49,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-save", action="store_true", help="print the table only; write no files")
     p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
                    help="print the differences between two results files, measure nothing")
+    p.add_argument("--markdown", metavar="RESULTS.json",
+                   help="print a results file as the README's markdown section, measure nothing")
     return p
 
 
@@ -148,11 +150,19 @@ def _compare(paths) -> int:
     return 0
 
 
+def _markdown(path: str) -> int:
+    chart = os.path.splitext(path)[0] + ".png"
+    print(report.format_markdown(results.load(path), chart if os.path.exists(chart) else None))
+    return 0
+
+
 def run_bench(args: argparse.Namespace) -> int:
     """Entry point of ``levit-kernels bench``; returns the exit code (never non-zero for slowness)."""
     try:
         if args.compare:
             return _compare(args.compare)
+        if args.markdown:
+            return _markdown(args.markdown)
         plan = make_plan(args)
     except (UsageError, results.ResultsError, OSError) as exc:
         print(f"levit-kernels bench: error: {exc}", file=sys.stderr)

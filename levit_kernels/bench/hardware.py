@@ -120,7 +120,7 @@ def fingerprint() -> dict:
                      "levit_kernels": _module_version("levit_kernels"), "os": platform.platform()},
         "git_commit": git_commit(),
         # Not hardware, but it qualifies every number: other work on the machine while it was measured.
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

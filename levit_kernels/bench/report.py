@@ -210,3 +210,64 @@ def write_chart(data: dict, path: str) -> Optional[str]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# ---- markdown for the README ---------------------------------------------------------------------------------
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _md_e2e(run: dict, ms: list[dict]) -> str:
+    peak = (run.get("peak") or {}).get("gflops")
+    baselines = _baselines(ms)
+    headers = ["model", "batch", f"{ms[0]['subject']} img/s", "% peak"] + [f"{b} img/s (×)" for b in baselines]
+    rows = []
+    for m in ms:
+        s = m["candidates"][m["subject"]]
+        frac = f"{100 * m['flops'] / s['median_s'] / 1e9 / peak:.0f}%" if timed(s) and peak else "—"
+        rows.append([m["model"], str(m["batch"]), rate_cell(m, m["subject"]), frac]
+                    + [f"{rate_cell(m, b)} ({format_speedup(speedup(m, b))})" for b in baselines])
+    return _md_table(headers, rows)
+
+
+def _md_ops(ms: list[dict]) -> str:
+    """Per (model, op): the subject's geometric-mean speedup over each baseline across the op's shapes."""
+    baselines = _baselines(ms)
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for m in ms:
+        groups[(m["model"], m["op"])].append(m)
+    rows = []
+    for (model, op), group in groups.items():
+        cells = []
+        for b in baselines:
+            ratios = [r for r in (speedup(m, b) for m in group) if r is not None]
+            cells.append(format_speedup(_geomean(ratios)) if ratios else "—")
+        rows.append([model, op, str(len(group))] + cells)
+    return _md_table(["model", "op", "shapes"] + [f"vs {b} (geomean)" for b in baselines], rows)
+
+
+def format_markdown(data: dict, chart: Optional[str] = None) -> str:
+    """The README section of one results file: per run, its command, end-to-end table and per-op summary."""
+    out = [f"### `{data['hardware_id']}`"]
+    for run in data["runs"]:
+        fp, settings = run["fingerprint"], run["settings"]
+        cpu, gpu = fp.get("cpu", {}), fp.get("gpu")
+        machine = gpu["name"] if settings["device"] == "cuda" and gpu else \
+            f"{cpu.get('model')}, {cpu.get('isa_active') or cpu.get('isa_detected')}, {cpu.get('cores')} cores"
+        out.append(f"`{run['command']}` — {machine}; torch {fp.get('software', {}).get('torch')}, commit "
+                   f"{(fp.get('git_commit') or '?')[:12]}, {fp.get('date')}, load average at start "
+                   f"{(fp.get('load_average') or ['?'])[0]}")
+        e2e_ms = [m for m in run["measurements"] if m["kind"] == "e2e"]
+        op_ms = [m for m in run["measurements"] if m["kind"] == "op"]
+        if e2e_ms:
+            out.append(_md_e2e(run, e2e_ms))
+        if op_ms:
+            out.append(_md_ops(op_ms))
+        notes = format_notes(run)
+        if notes:
+            out.append("\n".join(f"- {line}" for line in notes.splitlines()))
+    if chart:
+        out.append(f"![{data['hardware_id']} speedups]({chart})")
+    return "\n\n".join(out)
