@@ -137,12 +137,14 @@ def test_baselines_apply_by_device():
     assert [s.name for s in cases.op_candidates(case, "cpu", {"eager"}).specs] == ["levit_kernels[cpu]", "eager"]
 
 
+@pytest.mark.parametrize("baseline", ["sdpa", "flex"])
 @pytest.mark.parametrize("op", ["attention", "shrink"])
-def test_sdpa_baseline_matches_the_reference(op, gen):
-    # Runs on CPU here: the same code path the GPU baseline takes, with the materialized bias.
-    case = cases.op_cases("levit_128s", [op], 2, torch.float32, "cpu", 1)[0]
+def test_gpu_attention_baselines_match_the_reference(op, baseline, gen):
+    # Run on CPU here: the code the GPU baselines run (materialized-bias SDPA; compiled FlexAttention with the
+    # bias-gather score_mod), so a wrong gather or layout shows without a GPU.
+    case = cases.op_cases("levit_128s", [op], 2, torch.float32, "cpu", 1)[-1]
     args = case.make_inputs(gen)
-    out = cases._sdpa(case)(*args)
+    out = {"sdpa": cases._sdpa, "flex": cases._flex}[baseline](case)(*args)
     ref = cases.op_candidates(case, "reference").reference(*args)
     assert tolerances.max_rel_error(out, ref) <= tolerances.kernel_rtol(torch.float32)
 

@@ -226,7 +226,8 @@ def _with_shrink_queries(attention: Callable, case: OpCase) -> Callable:
     def shrink(x, q_weight, q_bias, k, v, attention_biases, resolution, stride):
         b, heads, key_dim = x.shape[0], k.shape[1], k.shape[-1]
         xs = reference.subsample_tokens(x, resolution, stride)
-        q = F.linear(xs, q_weight, q_bias).reshape(b, -1, heads, key_dim).transpose(1, 2)
+        # contiguous: flex_attention's lowering wants q as a 4-D buffer, not a view of the 2-D GEMM output
+        q = F.linear(xs, q_weight, q_bias).reshape(b, -1, heads, key_dim).transpose(1, 2).contiguous()
         return attention(q, k, v, attention_biases, resolution, stride)
 
     return shrink
