@@ -129,6 +129,19 @@ def test_op_case_inputs_fit_the_public_ops_and_flops_follow_the_shapes(gen):
     assert lin.flops == 2 * 2 * lin.shape["N"] * lin.shape["in"] * lin.shape["out"]
 
 
+def test_op_case_inputs_have_the_config_operand_shapes():
+    from levit import config
+
+    blocks = config.op_shapes("levit_256")
+    for case in cases.op_cases("levit_256", ["attention", "shrink", "mlp"], 3, torch.float32, "cpu", 1):
+        stage = int(case.block[1])
+        block = next(b for b in blocks if b.kind == case.op and b.stage == stage)
+        expected = getattr(block, f"{case.op}_operands")(3)
+        expected.pop("out")
+        got = [tuple(a.shape) for a in case.make_inputs(torch.Generator()) if isinstance(a, torch.Tensor)]
+        assert got == list(expected.values()), case.block
+
+
 def test_baselines_apply_by_device():
     case = cases.op_cases("levit_128s", ["attention"], 1, torch.float32, "cpu", 1)[0]
     assert [s.name for s in cases.op_candidates(case, "cpu").specs] == ["levit_kernels[cpu]", "eager", "compile"]
