@@ -81,9 +81,17 @@ def test_cpu_timing_interleaves_rotates_inputs_and_excludes_warmup():
     timed_order = order[2 * 2:]  # after the warm-up calls
     assert timed_order == ["a", "b", "b", "a", "a", "b", "b", "a"]  # the starting candidate rotates per round
     assert set(seen["a"]) == {0, 1, 2} and set(seen["b"]) == {0, 1}
-    assert got["a"]["samples"] == 4 and got["a"]["method"] == "cpu-interleaved"
+    assert got["a"]["samples"] == 4 and got["a"]["method"] == "cpu-interleaved/wall"
     assert got["a"]["q1_s"] <= got["a"]["median_s"] <= got["a"]["q3_s"]
     assert got["b"]["median_s"] > 2 * got["a"]["median_s"]  # sleeps of 8 ms vs 2 ms: a property, not a speed target
+
+
+def test_cpu_time_clock_ignores_time_spent_off_the_cpu():
+    # A sleeping candidate uses no CPU: by process CPU time it is ~free, by wall time it takes its sleep.
+    settings = timing.Settings(rounds=3, warmup_calls=0, round_seconds=0.0)
+    got = timing.time_cpu([timing.Candidate("sleep", lambda: time.sleep(0.01), [()])], settings, cpu_time=True)
+    assert got["sleep"]["method"] == "cpu-interleaved/process-cpu-time"
+    assert got["sleep"]["wall_median_s"] >= 0.01 > 5 * got["sleep"]["median_s"]
 
 
 def test_candidate_rejects_empty_pool():

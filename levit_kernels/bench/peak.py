@@ -7,9 +7,6 @@ GPU: a large matmul in the run's dtype (bf16 tensor cores for the paper protocol
 """
 from __future__ import annotations
 
-import statistics
-import time
-
 import torch
 
 from levit_kernels.bench import timing
@@ -23,22 +20,17 @@ def _cpu_fma_hook():
     return getattr(_C, "fma_peak_gflops", None)
 
 
-def _matmul_gflops(n: int, dtype: torch.dtype, device: str, reps: int) -> float:
-    """GFLOP/s of an n×n×n matmul: median of ``reps`` CPU calls, or about ``reps`` × 10 ms of GPU calls."""
+def _matmul_gflops(n: int, dtype: torch.dtype, device: str, threads: int, quick: bool) -> float:
+    """GFLOP/s of an n×n×n matmul, timed like the candidates (median; CPU time at 1 thread)."""
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
-    flops = 2.0 * n ** 3
     if device == "cuda":
-        seconds = timing.cuda_time(lambda: torch.mm(a, b), budget_ms=10.0 * reps)
+        seconds = timing.cuda_time(lambda: torch.mm(a, b), budget_ms=50.0 if quick else 500.0)
     else:
-        torch.mm(a, b)  # warm-up: BLAS thread pool and packing buffers
-        samples = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            torch.mm(a, b)
-            samples.append(time.perf_counter() - start)
-        seconds = statistics.median(samples)
-    return flops / seconds / 1e9
+        settings = timing.Settings.quick() if quick else timing.Settings(rounds=9, round_seconds=0.1)
+        summary = timing.time_cpu([timing.Candidate("matmul", torch.mm, [(a, b)])], settings, cpu_time=threads == 1)
+        seconds = summary["matmul"]["median_s"]
+    return 2.0 * n ** 3 / seconds / 1e9
 
 
 def measure_peak(device: str, dtype: torch.dtype, threads: int, quick: bool = False) -> dict:
@@ -46,7 +38,7 @@ def measure_peak(device: str, dtype: torch.dtype, threads: int, quick: bool = Fa
     dtype_name = str(dtype).replace("torch.", "")
     if device == "cuda":
         n = 2048 if quick else 8192
-        gflops = _matmul_gflops(n, dtype, "cuda", reps=5 if quick else 50)
+        gflops = _matmul_gflops(n, dtype, "cuda", 1, quick)
         return {"gflops": gflops, "method": "matmul",
                 "label": f"torch.mm {dtype_name} {n}³ on {torch.cuda.get_device_name(0)}"}
     with timing.torch_threads(threads):
@@ -55,7 +47,7 @@ def measure_peak(device: str, dtype: torch.dtype, threads: int, quick: bool = Fa
             return {"gflops": float(hook(threads)), "method": "fma-loop",
                     "label": f"FMA-bound loop, fp32, {threads} thread(s) (levit_kernels._C.fma_peak_gflops)"}
         n = 256 if quick else 1024
-        gflops = _matmul_gflops(n, dtype, "cpu", reps=3 if quick else 15)
+        gflops = _matmul_gflops(n, dtype, "cpu", threads, quick)
     return {"gflops": gflops, "method": "matmul",
             "label": f"reference matmul throughput (torch.mm {dtype_name} {n}³, {threads} thread(s); "
                      f"not the FMA peak: the extension has no fma_peak_gflops)"}

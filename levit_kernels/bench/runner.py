@@ -112,7 +112,8 @@ def measure_case(case, plan: Plan, gen: torch.Generator) -> dict:
     settings = timing.Settings.quick() if plan.quick else timing.Settings()
     if runnable:
         timed = timing.time_candidates(runnable, case.device, settings,
-                                       use_graphs=case.device == "cuda" and case.batch <= GRAPH_MAX_BATCH)
+                                       use_graphs=case.device == "cuda" and case.batch <= GRAPH_MAX_BATCH,
+                                       cpu_time=case.threads == 1)
         for name, summary in timed.items():
             entries[name] = {**summary, **entries[name]}
     subject = setup.specs[0].name

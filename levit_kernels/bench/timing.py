@@ -72,22 +72,37 @@ def _calls_per_round(candidate: Candidate, target_seconds: float) -> int:
     return max(1, min(10_000, round(target_seconds / once)))
 
 
-def time_cpu(candidates: Sequence[Candidate], settings: Settings) -> dict[str, dict]:
-    """{name: summary} for CPU candidates, interleaved; times are seconds per call."""
+def time_cpu(candidates: Sequence[Candidate], settings: Settings, cpu_time: bool = False) -> dict[str, dict]:
+    """{name: summary} for CPU candidates, interleaved; times are seconds per call.
+
+    ``cpu_time``: rank by the process's CPU time instead of wall time. For single-threaded candidates on a shared
+    machine this is the better estimate of the wall time on an idle one: time spent descheduled while other
+    processes run does not count, while work on any thread of the process still does. Wall medians are kept
+    beside it (``wall_median_s``). With several threads wall time is the only honest clock (idle workers spin).
+    """
     for c in candidates:
         for _ in range(settings.warmup_calls):
             c.call()
     calls = {c.name: _calls_per_round(c, settings.round_seconds) for c in candidates}
-    samples: dict[str, list[float]] = {c.name: [] for c in candidates}
+    wall: dict[str, list[float]] = {c.name: [] for c in candidates}
+    cpu: dict[str, list[float]] = {c.name: [] for c in candidates}
     for r in range(settings.rounds):
         shift = r % len(candidates)
         for c in list(candidates[shift:]) + list(candidates[:shift]):
             n = calls[c.name]
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(n):
                 c.call()
-            samples[c.name].append((time.perf_counter() - start) / n)
-    return {c.name: _summary(samples[c.name], calls[c.name], "cpu-interleaved") for c in candidates}
+            cpu[c.name].append((time.process_time() - start_cpu) / n)
+            wall[c.name].append((time.perf_counter() - start) / n)
+    out = {}
+    for c in candidates:
+        if cpu_time:
+            out[c.name] = {**_summary(cpu[c.name], calls[c.name], "cpu-interleaved/process-cpu-time"),
+                           "wall_median_s": statistics.median(wall[c.name])}
+        else:
+            out[c.name] = _summary(wall[c.name], calls[c.name], "cpu-interleaved/wall")
+    return out
 
 
 def cuda_time(fn: Callable[[], Any], budget_ms: float = 50.0) -> float:
@@ -150,7 +165,7 @@ def time_cuda(candidates: Sequence[Candidate], settings: Settings, use_graphs: b
 
 
 def time_candidates(candidates: Sequence[Candidate], device: str, settings: Settings,
-                    use_graphs: bool = False) -> dict[str, dict]:
+                    use_graphs: bool = False, cpu_time: bool = False) -> dict[str, dict]:
     if device == "cuda":
         return time_cuda(candidates, settings, use_graphs)
-    return time_cpu(candidates, settings)
+    return time_cpu(candidates, settings, cpu_time)
