@@ -26,6 +26,9 @@ PRESETS = {
 }
 BASELINES = ("eager", "compile", "sdpa", "flex", "onnxruntime")
 DEFAULT_OUTPUT = os.path.join("benchmarks", "results")
+DESCRIPTION = ("Time levit-kernels' fused ops and optimized model against eager PyTorch, torch.compile and (GPU "
+               "attention) SDPA/FlexAttention or (CPU end to end) ONNX Runtime on this machine; print a table and "
+               "write <output-dir>/<hardware-id>.json and .png.")
 
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -57,7 +60,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``bench`` on an argparse subparsers object; the parser's ``func`` is :func:`run_bench`."""
     p = subparsers.add_parser("bench", help="time the fused ops and models against baselines on this machine",
-                              description=__doc__.splitlines()[0])
+                              description=DESCRIPTION)
     add_bench_arguments(p)
     p.set_defaults(func=run_bench)
     return p
@@ -187,5 +190,5 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[list] = None) -> int:
-    parser = add_bench_arguments(argparse.ArgumentParser(prog="levit-kernels bench", description=__doc__))
+    parser = add_bench_arguments(argparse.ArgumentParser(prog="levit-kernels bench", description=DESCRIPTION))
     return run_bench(parser.parse_args(argv))
