@@ -8,37 +8,24 @@ import pytest
 import torch
 
 from conftest import assert_close_to_reference
+from levit.config import MODEL_NAMES, SHRINK_STRIDE, op_shapes
 from levit_kernels import _debug, ops, reference
 from levit_kernels.backends import cpu
 from levit_kernels.backends.cpu._loader import ISAS
 
 pytestmark = pytest.mark.skipif(not cpu.availability()[0], reason=f"CPU backend: {cpu.availability()[1]}")
 
-# (widths per stage, key dim, heads per stage) of LeViT-128S, 128, 192, 256, 384 (paper Table 2).
-# TODO(lead): derive from levit/config.py once it lands on main.
-LEVIT_VARIANTS = {
-    "128S": ((128, 256, 384), 16, (4, 6, 8)),
-    "128": ((128, 256, 384), 16, (4, 8, 12)),
-    "192": ((192, 288, 384), 32, (3, 5, 6)),
-    "256": ((256, 384, 512), 32, (4, 6, 8)),
-    "384": ((384, 512, 768), 32, (6, 9, 12)),
-}
-RESOLUTIONS = (14, 7, 4)  # token grid side per stage at 224×224
-
-
-def stage_shapes():
-    """(variant, stage, heads, R, D, Dv) of every stage attention."""
-    for name, (_, d, heads) in LEVIT_VARIANTS.items():
-        for stage, (h, r) in enumerate(zip(heads, RESOLUTIONS)):
-            yield pytest.param(h, r, d, 2 * d, id=f"{name}-stage{stage}")
-
-
-def shrink_shapes():
-    """(heads, R_in, D, Dv, C_in) of every shrink attention: heads = C_in / D, value dim 4D, stride 2."""
-    for name, (widths, d, _) in LEVIT_VARIANTS.items():
-        for stage in range(2):
-            c = widths[stage]
-            yield pytest.param(c // d, RESOLUTIONS[stage], d, 4 * d, c, id=f"{name}-shrink{stage}")
+def levit_shapes(kind):
+    """Distinct (heads, R, D, Dv, C_in) of every stage ("attention") or shrink attention of the five variants,
+    from the model's own block list."""
+    cases = {}
+    for name in MODEL_NAMES:
+        for s in op_shapes(name):
+            if s.kind == kind:
+                c_in = s.in_channels if kind == "shrink" else s.channels
+                key = (s.heads, s.resolution, s.key_dim, s.value_dim, c_in)
+                cases.setdefault(key, f"{name}-{kind}{s.stage}")
+    return [pytest.param(*key, id=label) for key, label in cases.items()]
 
 
 @pytest.fixture(params=ISAS)
@@ -111,14 +98,15 @@ def check_shrink(inputs, r, s, activation):
     check("shrink_attention", inputs, r, s, activation)
 
 
-@pytest.mark.parametrize("h, r, d, dv", stage_shapes())
-def test_biased_attention_levit_shapes(isa, gen, h, r, d, dv):
+@pytest.mark.parametrize("h, r, d, dv, c", levit_shapes("attention"))
+def test_biased_attention_levit_shapes(isa, gen, h, r, d, dv, c):
     check_biased(attention_inputs(gen, 2, h, r, 1, d, dv, "packed"), r, 1, "hardswish")
 
 
-@pytest.mark.parametrize("h, r, d, dv, c", shrink_shapes())
+@pytest.mark.parametrize("h, r, d, dv, c", levit_shapes("shrink"))
 def test_shrink_attention_levit_shapes(isa, gen, h, r, d, dv, c):
-    check_shrink(shrink_inputs(gen, 2, h, r, 2, d, dv, c, "strided"), r, 2, "hardswish")
+    s = SHRINK_STRIDE
+    check_shrink(shrink_inputs(gen, 2, h, r, s, d, dv, c, "strided"), r, s, "hardswish")
 
 
 ODD = [  # (batch, heads, D, Dv, activation): D = 8 and 64, Dv not a multiple of 16 (nor of 8), batch 1 and 7
