@@ -66,7 +66,8 @@ struct Plan {
   int score_ld = 0;          // row length of the score tile
   int bias_ld = 0;           // row length of the mirrored bias table
   // Offsets (in floats) of each buffer in a thread's workspace, and its size.
-  size_t kt = 0, v = 0, bias = 0, scores = 0, q = 0, wq = 0, bq = 0, row_scale = 0, workspace_floats = 0;
+  size_t kt = 0, v = 0, bias = 0, scores = 0, q = 0, wq = 0, bq = 0, row_scale = 0, row_max = 0;
+  size_t workspace_floats = 0;
 };
 
 Plan make_plan(const Problem& p);
