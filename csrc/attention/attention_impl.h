@@ -9,7 +9,7 @@
 //   scores[i][j] = e^(scores − max_i), row sums    stable softmax; normalisation deferred to the output
 //   out[i] = act((scores_i · V) / sum_i)           register-tiled multiply with V packed once per (b, h)
 // shrink_attention first computes the tile's queries: q_i = x[token(i)] · q_weightᵀ + q_bias, reading x's rows in
-// place (the stride-s grid is index arithmetic) against the head's q_weight slice packed once per head.
+// place (the stride-s grid is index arithmetic) against the head's q_weight slice, packed when the head changes.
 #pragma once
 #include "attention/attention_kernel.h"
 #include "common/kernel_prelude.h"
@@ -335,22 +335,20 @@ void run_items(const Problem& p, const Plan& plan, int64_t begin, int64_t end, f
   const Buffers<V> buf{workspace + plan.kt,        workspace + plan.v,       workspace + plan.bias,
                        workspace + plan.scores,    workspace + plan.row_scale, workspace + plan.row_max,
                        workspace + plan.q,         workspace + plan.wq,      workspace + plan.bq};
-  const int64_t per_head = static_cast<int64_t>(p.batch) * plan.tiles;
   const int nq = p.num_queries();
   int head = -1, batch = -1;
   for (int64_t item = begin; item < end; ++item) {
-    const int h = static_cast<int>(item / per_head);
-    const int b = static_cast<int>(item % per_head / plan.tiles);
+    const int b = static_cast<int>(item / (static_cast<int64_t>(p.heads) * plan.tiles));
+    const int h = static_cast<int>(item / plan.tiles % p.heads);
     const int tile = static_cast<int>(item % plan.tiles);
-    if (h != head) {
-      mirror_bias<V>(p, plan, h, buf.bias);
-      if (p.shrink()) pack_query_weight<V>(p, plan, h, buf.wq, buf.bq);
-      head = h;
-      batch = -1;
-    }
-    if (b != batch) {
+    if (h != head || b != batch) {
+      if (h != head) {
+        mirror_bias<V>(p, plan, h, buf.bias);
+        if (p.shrink()) pack_query_weight<V>(p, plan, h, buf.wq, buf.bq);
+      }
       pack_keys_transposed<V>(p, plan, b, h, buf.kt);
       pack_values<V>(p, plan, b, h, buf.v);
+      head = h;
       batch = b;
     }
     const int q0 = tile * plan.tile_rows;

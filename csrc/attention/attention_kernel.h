@@ -54,8 +54,8 @@ constexpr int kMaxWidth = 16;
 // Most queries per work item (bounds the kernels' row-pointer arrays).
 constexpr int kMaxTileRows = 48;
 
-// Work items are (head, batch, query tile), head-major: a thread's contiguous range of items shares the head's bias
-// table and projection weights and, tile after tile, the (batch, head) keys and values it packed.
+// Work items are (batch, head, query tile), batch-major: a thread's contiguous range of items reuses, tile after
+// tile, the (batch, head) keys and values it packed, and its batch's rows of x and qkv stay in cache across heads.
 struct Plan {
   int tile_rows = 0;         // queries per item
   int tiles = 0;             // items per (batch, head)
