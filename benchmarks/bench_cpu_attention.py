@@ -126,6 +126,8 @@ def dispatch_overhead_us(reps: int, clock) -> dict:
                                                                                            D ** -0.5, ACT),
         "torch.ops.levit_kernels.biased_attention, B=1": lambda: raw(q, k, v, ab, R, 1, D ** -0.5, True),
         "torch.ops...biased_attention, trivial shape": lambda: raw(t1, t1, t1, ab1, 1, 1, 0.3, False),
+        "backends.cpu.attention.biased_attention, trivial": lambda: attention.biased_attention(t1, t1, t1, ab1, 1, 1,
+                                                                                                0.3, None),
         "lk.biased_attention(backend='cpu'), trivial": lambda: lk.biased_attention(t1, t1, t1, ab1, 1,
                                                                                    backend="cpu"),
     }
