@@ -6,14 +6,13 @@
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Optional, Union
 
 import torch
 import torch.nn as nn
 
 from levit_kernels import backends, ops
-from levit_kernels.optimize.fused import OptimizedLeViT
+from levit_kernels.optimize.fused import OptimizedLeViT, Runtime, runtime
 from levit_kernels.optimize.recognize import LeViTDescription, UnrecognizedModelError, describe
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -52,14 +51,12 @@ def _check_backend_dtype(backend: str, dtype: torch.dtype) -> None:
                          f"dtype={dtype}{hint}")
 
 
-def checked_ops() -> SimpleNamespace:
-    """The public ops (which validate every argument) on the reference backend, positionally like a backend."""
+def checked_ops() -> Runtime:
+    """The public ops (which validate every argument) on the reference backend, called like a backend's."""
     def bound(op):
         return lambda *args: op(*args, backend="reference")
 
-    return SimpleNamespace(linear=bound(ops.linear), mlp=bound(ops.mlp),
-                           biased_attention=bound(ops.biased_attention),
-                           shrink_attention=bound(ops.shrink_attention))
+    return Runtime(bound(ops.linear), bound(ops.mlp), bound(ops.biased_attention), bound(ops.shrink_attention))
 
 
 def optimize(model: nn.Module, backend: str = "auto", dtype: Union[None, str, torch.dtype] = None, *,
@@ -72,9 +69,9 @@ def optimize(model: nn.Module, backend: str = "auto", dtype: Union[None, str, to
     "reference". ``dtype``: the compute dtype (default: the model's); fp16/bf16 are for GPUs (the cpu backend is
     float32 only). The optimized model takes the images the source takes and returns logits in their dtype.
 
-    Every BatchNorm is folded, both heads merged into one Linear, weights cast and laid out once; the first
-    forward of the cpu backend packs them (cached by the backend). One batch-1 pass through the validating public
-    ops checks every call's arguments here, so the forward calls the backend functions directly.
+    Every BatchNorm is folded, both heads merged into one Linear, weights cast, laid out and (cpu backend) packed
+    once; packed weights belong to the CPU ISA active at optimize time. One batch-1 pass through the validating
+    public ops checks every call's arguments here, so the forward calls the backend functions directly.
     Raises ValueError for training mode, an unrecognised structure (:class:`UnrecognizedModelError`), a dtype the
     backend cannot compute in, or an unavailable backend.
     """
@@ -93,10 +90,16 @@ def optimize_described(model: nn.Module, backend: str = "auto", dtype: Union[Non
     description = describe(model)
     optimized = OptimizedLeViT(description, name, dtype, device, channels_last)
     side = optimized.image_size
+    # The check pass runs the reference backend: the public ops validate the same arguments for every backend, and
+    # nothing is compiled, autotuned or cached for a batch of one.
     with torch.no_grad():  # not inference_mode: reference.py caches index tensors made on first use
         optimized.bind(checked_ops())
         optimized(torch.zeros(1, optimized.in_channels, side, side, device=device, dtype=dtype))
-    optimized.bind(backends.module(name))
+    backend_module = backends.module(name)
+    ops_of_backend = runtime(backend_module)
+    if ops_of_backend.packed:
+        optimized.pack(backend_module.pack_weight)
+    optimized.bind(ops_of_backend)
     return optimized, description
 
 

@@ -6,13 +6,16 @@
 - MLP: the ``mlp`` op with the residual fused;
 - head: token mean, then one ``linear`` (the two eval heads merged).
 
-The ops are bound once (:meth:`OptimizedLeViT.bind`): the public ops of :mod:`levit_kernels.ops` (validation) for
-the check pass at optimize time, then the backend's functions directly, so a forward does no per-call argument
-validation, weight preparation or backend lookup. Weights are buffers, kept also in plain tuples read per call.
+The ops are bound once (:meth:`OptimizedLeViT.bind`, a :class:`Runtime`): the public ops of
+:mod:`levit_kernels.ops` (validation) for the check pass at optimize time, then the backend's functions directly,
+so a forward does no per-call argument validation, weight preparation or backend lookup. A backend that packs
+weights itself (``pack_weight``, ``linear_packed``, ``mlp_packed``: the cpu backend) gets its projections packed
+once by :meth:`OptimizedLeViT.pack` (the unpacked copies are dropped). Weights are buffers, also held in plain
+tuples that the forward reads.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -23,24 +26,71 @@ from levit_kernels.optimize.stem import FusedStem
 ACTIVATION = "hardswish"
 
 
+class Runtime(NamedTuple):
+    """The op functions the blocks call, positionally: ``linear(x, *weight_args, activation, residual)`` and
+    ``mlp(x, w1, b1, w2, b2, activation, residual)`` where weight args are (weight, bias) — or, with ``packed``,
+    (packed weight, out features, bias) and packed w1/w2 — and the two attentions as the public ops."""
+
+    linear: Callable
+    mlp: Callable
+    biased_attention: Callable
+    shrink_attention: Callable
+    packed: bool = False
+
+
+def runtime(backend_module) -> Runtime:
+    """The functions of a backend module, its packed ones when it has them."""
+    m = backend_module
+    if hasattr(m, "pack_weight"):
+        return Runtime(m.linear_packed, m.mlp_packed, m.biased_attention, m.shrink_attention, packed=True)
+    return Runtime(m.linear, m.mlp, m.biased_attention, m.shrink_attention)
+
+
 class _Prepared(nn.Module):
-    """Holds prepared (target dtype/device, contiguous) weights as buffers and in ``self._w`` for the forward."""
+    """Holds weights prepared in the target dtype/device, contiguous, as buffers.
+
+    ``packable``: the projections run through ``linear``/``mlp`` (their weights may be packed by the backend).
+    """
 
     kind = ""
+    packable: tuple[str, ...] = ()
 
     def __init__(self, where: str, dtype: torch.dtype, device: torch.device, **tensors: torch.Tensor):
         super().__init__()
         self.where = where
         for name, value in tensors.items():
             self.register_buffer(name, value.to(device=device, dtype=dtype).contiguous())
-        self._w = tuple(getattr(self, name) for name in tensors)
+        self._packed = False
+        self._set_arguments()
 
     @staticmethod
     def projection(prefix: str, p: Projection) -> dict[str, torch.Tensor]:
         return {f"{prefix}_weight": p.weight, f"{prefix}_bias": p.bias}
 
-    def bind(self, ops) -> None:
-        raise NotImplementedError
+    def pack(self, pack_weight: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Replace each packable weight ``<name>_weight`` by the buffer ``<name>_weight_packed``."""
+        for name in self.packable:
+            weight = getattr(self, f"{name}_weight")
+            delattr(self, f"{name}_weight")
+            self.register_buffer(f"{name}_weight_packed", pack_weight(weight))
+        self._packed = True
+        self._set_arguments()
+
+    def _weight(self, name: str) -> torch.Tensor:
+        return getattr(self, f"{name}_weight_packed" if self._packed else f"{name}_weight")
+
+    def _linear_arguments(self, name: str) -> tuple:
+        bias = getattr(self, f"{name}_bias")
+        return (self._weight(name), bias.shape[0], bias) if self._packed else (self._weight(name), bias)
+
+    def _set_arguments(self) -> None:
+        """Cache the tensors the forward passes in plain attributes (no nn.Module lookups per call)."""
+
+    def bind(self, ops: Runtime) -> None:
+        if ops.packed != self._packed:
+            raise RuntimeError(f"{self.where}: the weights are {'' if self._packed else 'not '}packed but the ops "
+                               f"take them {'packed' if ops.packed else 'unpacked'}")
+        self._ops = ops
 
     def extra_repr(self) -> str:
         return self.where
@@ -48,61 +98,67 @@ class _Prepared(nn.Module):
 
 class FusedAttention(_Prepared):
     kind = "attention"
+    packable = ("qkv", "proj")
 
     def __init__(self, spec: AttentionSpec, dtype, device):
-        super().__init__(spec.where, dtype, device, **self.projection("qkv", spec.qkv),
-                         attention_biases=spec.attention_biases, **self.projection("proj", spec.proj))
         self.heads, self.resolution, self.scale = spec.heads, spec.resolution, spec.scale
         self._per_head = 2 * spec.key_dim + spec.value_dim
         self._split = (spec.key_dim, spec.key_dim, spec.value_dim)
+        super().__init__(spec.where, dtype, device, **self.projection("qkv", spec.qkv),
+                         attention_biases=spec.attention_biases, **self.projection("proj", spec.proj))
 
-    def bind(self, ops) -> None:
-        self._linear, self._attention = ops.linear, ops.biased_attention
+    def _set_arguments(self) -> None:
+        self._qkv, self._proj = self._linear_arguments("qkv"), self._linear_arguments("proj")
+        self._table = self.attention_biases
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        qkv_w, qkv_b, table, proj_w, proj_b = self._w
+        ops = self._ops
         b, n, _ = x.shape
-        qkv = self._linear(x, qkv_w, qkv_b, None, None)
+        qkv = ops.linear(x, *self._qkv, None, None)
         q, k, v = qkv.view(b, n, self.heads, self._per_head).transpose(1, 2).split(self._split, dim=3)
-        out = self._attention(q, k, v, table, self.resolution, 1, self.scale, ACTIVATION)
-        return self._linear(out, proj_w, proj_b, None, x)
+        out = ops.biased_attention(q, k, v, self._table, self.resolution, 1, self.scale, ACTIVATION)
+        return ops.linear(out, *self._proj, None, x)
 
 
 class FusedShrink(_Prepared):
     kind = "shrink"
+    packable = ("kv", "proj")  # the query projection runs inside shrink_attention, on the weight as it is
 
     def __init__(self, spec: ShrinkSpec, dtype, device):
-        super().__init__(spec.where, dtype, device, **self.projection("kv", spec.kv), **self.projection("q", spec.q),
-                         attention_biases=spec.attention_biases, **self.projection("proj", spec.proj))
         self.heads, self.resolution, self.stride, self.scale = spec.heads, spec.resolution, spec.stride, spec.scale
         self._per_head = spec.key_dim + spec.value_dim
         self._split = (spec.key_dim, spec.value_dim)
+        super().__init__(spec.where, dtype, device, **self.projection("kv", spec.kv), **self.projection("q", spec.q),
+                         attention_biases=spec.attention_biases, **self.projection("proj", spec.proj))
 
-    def bind(self, ops) -> None:
-        self._linear, self._shrink = ops.linear, ops.shrink_attention
+    def _set_arguments(self) -> None:
+        self._kv, self._proj = self._linear_arguments("kv"), self._linear_arguments("proj")
+        self._query = (self.q_weight, self.q_bias)
+        self._table = self.attention_biases
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kv_w, kv_b, q_w, q_b, table, proj_w, proj_b = self._w
+        ops = self._ops
         b, n, _ = x.shape
-        kv = self._linear(x, kv_w, kv_b, None, None)
+        kv = ops.linear(x, *self._kv, None, None)
         k, v = kv.view(b, n, self.heads, self._per_head).transpose(1, 2).split(self._split, dim=3)
-        out = self._shrink(x, q_w, q_b, k, v, table, self.resolution, self.stride, self.scale, ACTIVATION)
-        return self._linear(out, proj_w, proj_b, None, None)
+        out = ops.shrink_attention(x, *self._query, k, v, self._table, self.resolution, self.stride, self.scale,
+                                   ACTIVATION)
+        return ops.linear(out, *self._proj, None, None)
 
 
 class FusedMLP(_Prepared):
     kind = "mlp"
+    packable = ("fc1", "fc2")
 
     def __init__(self, spec: MLPSpec, dtype, device):
         super().__init__(spec.where, dtype, device, **self.projection("fc1", spec.fc1),
                          **self.projection("fc2", spec.fc2))
 
-    def bind(self, ops) -> None:
-        self._mlp = ops.mlp
+    def _set_arguments(self) -> None:
+        self._weights = (self._weight("fc1"), self.fc1_bias, self._weight("fc2"), self.fc2_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w1, b1, w2, b2 = self._w
-        return self._mlp(x, w1, b1, w2, b2, ACTIVATION, True)
+        return self._ops.mlp(x, *self._weights, ACTIVATION, True)
 
 
 class FusedHead(_Prepared):
@@ -111,18 +167,18 @@ class FusedHead(_Prepared):
     kind = "head"
 
     def __init__(self, head: Optional[Projection], dtype, device):
+        self.packable = ("head",) if head is not None else ()
         super().__init__(head.where if head is not None else "mean", dtype, device,
                          **(self.projection("head", head) if head is not None else {}))
 
-    def bind(self, ops) -> None:
-        self._linear = ops.linear
+    def _set_arguments(self) -> None:
+        self._head = self._linear_arguments("head") if self.packable else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = x.mean(dim=1)
-        if not self._w:
+        if self._head is None:
             return features
-        weight, bias = self._w
-        return self._linear(features, weight, bias, None, None)
+        return self._ops.linear(features, *self._head, None, None)
 
 
 _FUSED = {"attention": FusedAttention, "shrink": FusedShrink, "mlp": FusedMLP}
@@ -148,6 +204,7 @@ class OptimizedLeViT(nn.Module):
         self.step_names = ["stem"] + [b.where for b in self.blocks] + ["head"]
         self.step_kinds = ["stem"] + [b.kind for b in self.blocks] + ["head"]
         self._steps: list[Callable] = [self.stem.forward] + [b.forward for b in self.blocks] + [self.head.forward]
+        self.packed = False
         super().train(False)
 
     @property
@@ -155,10 +212,16 @@ class OptimizedLeViT(nn.Module):
         """The largest square image side the model takes (224 for the paper's LeViTs)."""
         return self.image_sides[1]
 
-    def bind(self, ops) -> None:
-        """Make every block call ``ops`` (a namespace of linear, mlp, biased_attention, shrink_attention)."""
+    def bind(self, ops: Runtime) -> None:
+        """Make every block call the functions of ``ops``."""
         for block in [*self.blocks, self.head]:
             block.bind(ops)
+
+    def pack(self, pack_weight: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Pack every projection that runs through linear/mlp with the backend's ``pack_weight`` (once)."""
+        for block in [*self.blocks, self.head]:
+            block.pack(pack_weight)
+        self.packed = True
 
     def _check(self, images) -> None:
         if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != self.in_channels:
@@ -202,4 +265,5 @@ class OptimizedLeViT(nn.Module):
                            f"source model instead")
 
     def extra_repr(self) -> str:
-        return f"source={self.source!r}, backend={self.backend!r}, dtype={self.dtype}, device={self.device}"
+        return (f"source={self.source!r}, backend={self.backend!r}, dtype={self.dtype}, device={self.device}, "
+                f"packed={self.packed}")
