@@ -18,6 +18,13 @@ namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Rows per token tile: about `target`, a multiple of the micro-tile's mr, and (where m allows) enough tiles for
+// the count to split evenly over the threads.
+int64_t balanced_tile_rows(int64_t m, int64_t target, int64_t mr, int64_t threads) {
+  const int64_t tiles = ceil_div(ceil_div(m, target), threads) * threads;
+  return ceil_div(ceil_div(m, tiles), mr) * mr;
+}
+
 Activation parse_activation(const char* op, const std::optional<std::string_view>& name) {
   if (!name.has_value()) return Activation::kNone;
   TORCH_CHECK_VALUE(*name == "hardswish", op, ": argument 'activation' must be None or 'hardswish', got '", *name,
@@ -57,11 +64,12 @@ std::vector<int64_t> output_sizes(const at::Tensor& x, int64_t cols) {
 // otherwise the columns are split too (in whole panels) so every thread gets work.
 void run_linear(const Kernels& kernels, const LinearArgs& args, int64_t m) {
   const Geometry& g = kernels.geometry;
-  const int64_t row_tile = 16 * g.mr, threads = at::get_num_threads();
+  const int64_t threads = at::get_num_threads();
+  const int64_t row_tile = balanced_tile_rows(m, 16 * g.mr, g.mr, threads);
   const int64_t m_tiles = ceil_div(m, row_tile), panels = ceil_div(args.n, g.nr);
   const int64_t splits = m_tiles >= 2 * threads ? 1 : std::min(panels, ceil_div(2 * threads, m_tiles));
-  const int64_t block_cols = std::max<int64_t>(ceil_div(panels, std::max<int64_t>(splits, 1)), 1) * g.nr;
-  const int64_t n_blocks = std::max<int64_t>(ceil_div(args.n, block_cols), 1);
+  const int64_t block_cols = ceil_div(panels, splits) * g.nr;
+  const int64_t n_blocks = ceil_div(args.n, block_cols);
   at::parallel_for(0, m_tiles * n_blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t m0 = t / n_blocks * row_tile, n0 = t % n_blocks * block_cols;
@@ -132,9 +140,8 @@ at::Tensor mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, 
   const MlpArgs args{x2.const_data_ptr<float>(), x2.stride(0), p1.const_data_ptr<float>(),
                      b1c.const_data_ptr<float>(), p2.const_data_ptr<float>(), b2c.const_data_ptr<float>(),
                      out.mutable_data_ptr<float>(), c_out, c, hidden, c_out, act, residual};
-  const int64_t m = x2.size(0), threads = at::get_num_threads();
-  // Smaller tiles when there are few tokens, so that every thread has one.
-  const int64_t rows = std::min(mlp_tile_rows(g, hidden), ceil_div(ceil_div(m, threads), g.mr) * g.mr);
+  const int64_t m = x2.size(0);
+  const int64_t rows = balanced_tile_rows(m, mlp_tile_rows(g, hidden), g.mr, at::get_num_threads());
   at::parallel_for(0, ceil_div(m, rows), 1, [&](int64_t begin, int64_t end) {
     const std::unique_ptr<float[]> scratch(new float[rows * std::max<int64_t>(hidden, 1)]);
     for (int64_t t = begin; t < end; ++t) mlp_block(kernels, args, t * rows, std::min(m, (t + 1) * rows), scratch.get());
