@@ -101,10 +101,15 @@ def interleaved_medians(fns: dict, reps: int, clock=time.perf_counter) -> dict:
 
 def dispatch_overhead_us(reps: int, clock) -> dict:
     """Per-call cost at a tiny shape (1 token, 8 → 8), where the arithmetic is negligible."""
+    from levit_kernels.backends.cpu import gemm
+
     x, w, b = torch.randn(1, 8), torch.randn(8, 8), torch.randn(8)
+    pw = gemm.pack_weight(w)
     fns = {
         "torch F.linear": lambda: torch.nn.functional.linear(x, w, b),
         "torch.ops.levit_kernels.linear": lambda: torch.ops.levit_kernels.linear.default(x, w, b, None, None),
+        "...linear_packed (no cache lookup)": lambda: torch.ops.levit_kernels.linear_packed.default(x, pw, 8, b, None,
+                                                                                                    None),
         "lk.linear(backend='cpu')": lambda: lk.linear(x, w, b, backend="cpu"),
     }
     inner = 200

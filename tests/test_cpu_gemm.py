@@ -250,6 +250,49 @@ def test_cache_concurrent_first_use(gen):
     _check_linear(x, w, b, "hardswish", None, "after the concurrent calls")
 
 
+# ---- explicitly packed weights ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lead,c,c_out", [((2, 7), 24, 40), ((197,), 17, 100), ((5,), 300, 3)], ids=str)
+def test_packed_ops_match_the_cached_ops(isa, gen, lead, c, c_out):
+    x = torch.randn(*lead, c, generator=gen)
+    w, b = _weights(gen, c_out, c)
+    w2, b2 = _weights(gen, c, c_out)
+    res = torch.randn(*lead, c_out, generator=gen)
+    pw, pw2 = cpu.gemm.pack_weight(w), cpu.gemm.pack_weight(w2)
+    nr = torch.ops.levit_kernels.gemm_panel_width()
+    assert pw.shape == ((c_out + nr - 1) // nr, c, nr)
+    with poisoned_outputs():
+        lin = cpu.gemm.linear_packed(x, pw, c_out, b, "hardswish", res)
+        lin_nobias = cpu.gemm.linear_packed(x, pw, c_out)
+        mlp = cpu.gemm.mlp_packed(x, pw, b, pw2, b2)
+    assert torch.equal(lin, lk.linear(x, w, b, "hardswish", res, backend="cpu"))
+    assert torch.equal(lin_nobias, lk.linear(x, w, None, backend="cpu"))
+    assert torch.equal(mlp, lk.mlp(x, w, b, w2, b2, backend="cpu"))
+    assert_close_to_reference(mlp, reference.mlp(*_f64(x, w, b, w2, b2)), torch.float32, "mlp_packed")
+
+
+def test_packed_weight_errors(gen):
+    x, w, b, w2, b2 = _sample_args(gen)
+    ops = torch.ops.levit_kernels
+    isas = [i for i in cpu.supported_isas() if i != "scalar"]
+    if isas:
+        with cpu.force_isa(isas[-1]):
+            pw = cpu.gemm.pack_weight(w)
+        with cpu.force_isa("scalar"), pytest.raises(ValueError, match="pack the weight again"):
+            ops.linear_packed(x, pw, 40, b, None, None)
+    pw = cpu.gemm.pack_weight(w)
+    too_wide = 40 + pw.shape[2]  # one panel more than pw holds
+    with pytest.raises(ValueError, match=rf"argument 'packed_weight' must be the packed form of a \({too_wide}, 24\)"):
+        ops.linear_packed(x, pw, too_wide, None, None, None)
+    with pytest.raises(ValueError, match="argument 'packed_w2' must be the packed form of a"):
+        ops.mlp_packed(x, pw, b, pw, b2, None, True)
+    with pytest.raises(ValueError, match="must be contiguous"):
+        ops.linear_packed(x, torch.cat([pw, pw], 1)[:, ::2], 40, None, None, None)
+    with pytest.raises(TypeError, match="float32 only, got tensors of dtype torch.float64"):
+        cpu.gemm.pack_weight(w.double())
+
+
 # ---- tracing, op checks, errors ---------------------------------------------------------------------------------
 
 
@@ -265,10 +308,13 @@ def test_torch_compile_fullgraph(gen):
     x, w, b, w2, b2 = _sample_args(gen)
     res = torch.randn(2, 7, 40, generator=gen)
 
+    pw, pw2 = cpu.gemm.pack_weight(w), cpu.gemm.pack_weight(w2)
+
     def block(x, res):
         y = cpu.linear(x, w, b, "hardswish", res)
         z = cpu.linear(x, w, None, None, None)
-        return y + z, cpu.mlp(x, w, b, w2, b2, "hardswish", True)
+        packed = cpu.gemm.linear_packed(x, pw, 40, b) + cpu.gemm.mlp_packed(x, pw, b, pw2, b2)[..., :1]
+        return y + z, cpu.mlp(x, w, b, w2, b2, "hardswish", True), packed
 
     torch._dynamo.reset()
     compiled = torch.compile(block, fullgraph=True)
@@ -296,6 +342,10 @@ def test_opcheck(gen):
         torch.library.opcheck(torch.ops.levit_kernels.linear.default, args)
     for args in [(x, w, b, w2, b2, "hardswish", True), (x[0], w, b, w2[:10], b2[:10], None, False)]:
         torch.library.opcheck(torch.ops.levit_kernels.mlp.default, args)
+    pw, pw2 = cpu.gemm.pack_weight(w), cpu.gemm.pack_weight(w2)
+    torch.library.opcheck(torch.ops.levit_kernels.gemm_pack.default, (w,))
+    torch.library.opcheck(torch.ops.levit_kernels.linear_packed.default, (x, pw, 40, b, "hardswish", res))
+    torch.library.opcheck(torch.ops.levit_kernels.mlp_packed.default, (x, pw, b, pw2, b2, "hardswish", True))
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
@@ -319,7 +369,7 @@ def test_custom_op_checks_its_arguments(gen):
         ops.linear(x, w, b, "relu", None)
     with pytest.raises(ValueError, match="argument 'residual' must be of the output's shape"):
         ops.linear(x, w, b, None, x)
-    with pytest.raises(ValueError, match="argument 'w2' must be of size 24 in dim 0"):
+    with pytest.raises(ValueError, match=r"argument 'b2' must be of size 24 in dim 0 \(output width = channels"):
         ops.mlp(x, w, b, w2[:10], b2[:10], None, True)
-    with pytest.raises(ValueError, match="argument 'b1' must be of size 40"):
+    with pytest.raises(ValueError, match=r"argument 'w1' must be of size 24 in dim 0 \(hidden width = b1"):
         ops.mlp(x, w, b2, w2, b2, None, True)
