@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import levit_kernels as lk
+from levit import config
 from levit_kernels import backends, reference
 from levit_kernels._debug import poisoned_outputs
 from levit_kernels.backends import cpu
@@ -17,25 +18,22 @@ pytestmark = pytest.mark.skipif(not _ok, reason=f"CPU backend unavailable: {_why
 
 ISAS = ("scalar", "avx2", "avx512", "neon")
 
-# LeViT family (paper Table 2): channels per stage, key dim D, heads per stage; token grids 14², 7², 4².
-# TODO(lead): derive from levit.config once it is on main.
-_SPECS = {"128S": ((128, 256, 384), 16, (4, 6, 8)), "128": ((128, 256, 384), 16, (4, 8, 12)),
-          "192": ((192, 288, 384), 32, (3, 5, 6)), "256": ((256, 384, 512), 32, (4, 6, 8)),
-          "384": ((384, 512, 768), 32, (6, 9, 12))}
-_TOKENS = (196, 49, 16)
-
 
 def _levit_shapes():
-    """(tokens, C_in, C_out) of every Linear of the five variants at batch 1, and (tokens, C) of every MLP."""
+    """(tokens, C_in, C_out) of every Linear of the five variants at batch 1 (levit.config), and (tokens, C, hidden)
+    of every MLP."""
     linears, mlps = set(), set()
-    for widths, d, heads in _SPECS.values():
-        for i, (c, h, n) in enumerate(zip(widths, heads, _TOKENS)):
-            linears |= {(n, c, h * 4 * d), (n, h * 2 * d, c)}  # attention qkv, proj
-            mlps.add((n, c))
-            if i + 1 < len(widths):  # shrink attention to the next stage: kv, q, proj; heads = C_in / D
-                hs = c // d
-                linears |= {(n, c, hs * 5 * d), (_TOKENS[i + 1], c, hs * d), (_TOKENS[i + 1], hs * 4 * d, widths[i + 1])}
-        linears.add((1, widths[-1], 1000))  # classifier head
+    for name in config.MODEL_NAMES:
+        for block in config.op_shapes(name):
+            if block.kind == "mlp":
+                mlps.add((block.tokens, block.channels, block.hidden))
+            elif block.kind == "attention":
+                linears |= {(block.tokens, *io) for io in block.linears.values()}
+            else:  # shrink: kv on every key token; q and proj on the subsampled query grid
+                io = block.linears
+                linears |= {(block.keys, *io["kv"]), (block.queries, *io["q"]), (block.queries, *io["proj"])}
+        head = config.head_shape(name)
+        linears.add((1, head.channels, head.num_classes))
     return sorted(linears), sorted(mlps)
 
 
@@ -93,10 +91,10 @@ def test_linear_levit_shapes(isa, gen, tokens, c_in, c_out):
     _check_linear(x, w, b, "hardswish", res, f"linear {c_in}->{c_out} + hardswish + residual")
 
 
-@pytest.mark.parametrize("tokens,c", LEVIT_MLPS)
-def test_mlp_levit_shapes(isa, gen, tokens, c):
+@pytest.mark.parametrize("tokens,c,hidden", LEVIT_MLPS)
+def test_mlp_levit_shapes(isa, gen, tokens, c, hidden):
     x = torch.randn(1, _tokens(isa, tokens), c, generator=gen)
-    _check_mlp(x, *_weights(gen, 2 * c, c), *_weights(gen, c, 2 * c), "hardswish", True, f"mlp C={c}")
+    _check_mlp(x, *_weights(gen, hidden, c), *_weights(gen, c, hidden), "hardswish", True, f"mlp C={c}")
 
 
 EPILOGUES = [(bias, act, res) for bias in (True, False) for act in (None, "hardswish") for res in (False, True)]
