@@ -1,5 +1,6 @@
-// Torch custom ops levit_kernels::linear and levit_kernels::mlp on CPU: argument checks, output allocation, the
-// packed-weight cache, ISA dispatch and the thread split. The arithmetic is in the per-ISA kernels (gemm.h).
+// Torch custom ops on CPU: levit_kernels::linear and ::mlp (weights packed through the cache), ::gemm_pack,
+// ::linear_packed and ::mlp_packed (weights packed explicitly by the caller). Argument checks, output allocation,
+// ISA dispatch and the thread split live here; the arithmetic is in the per-ISA kernels (gemm.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

@@ -8,7 +8,7 @@
 // through `.data` (a tensor with its own version counter), the same limitation autograd has.
 #include "gemm/packed_weights.h"
 
-#include <ATen/ATen.h>
+#include <ATen/ops/empty.h>
 
 #include <map>
 #include <mutex>
