@@ -101,9 +101,9 @@ EPILOGUES = [(bias, act, res) for bias in (True, False) for act in (None, "hards
 
 
 @pytest.mark.parametrize("lead", [(1,), (7,), (197,), (2, 7), (0,)], ids=str)
-@pytest.mark.parametrize("c_in,c_out", [(1, 1), (3, 17), (17, 3), (100, 100), (17, 300), (600, 37), (0, 5)])
+@pytest.mark.parametrize("c_in,c_out", [(1, 1), (3, 17), (17, 3), (100, 100), (17, 300), (2100, 37), (0, 5)])
 def test_linear_odd_shapes(isa, gen, lead, c_in, c_out):
-    """Widths off the vector width and tile, K beyond one K block, K = 0, no tokens; every epilogue combination."""
+    """Widths off the vector width and tile, K beyond one K block (2048), K = 0, no tokens; every epilogue."""
     x = torch.randn(*lead, c_in, generator=gen)
     w, b = _weights(gen, c_out, c_in)
     res = torch.randn(*lead, c_out, generator=gen)
@@ -114,7 +114,7 @@ def test_linear_odd_shapes(isa, gen, lead, c_in, c_out):
 
 @pytest.mark.parametrize("lead", [(1,), (7,), (197,), (2, 7)], ids=str)
 @pytest.mark.parametrize("c,hidden,c_out", [(1, 2, 1), (3, 6, 3), (17, 34, 17), (100, 200, 100), (300, 600, 300),
-                                            (17, 37, 5)])
+                                            (17, 37, 5), (17, 2100, 17)])
 def test_mlp_odd_shapes(isa, gen, lead, c, hidden, c_out):
     x = torch.randn(*lead, c, generator=gen)
     w1, b1 = _weights(gen, hidden, c)

@@ -122,13 +122,13 @@ inline void row_tile(int rows, const Tile& t) {
   }
 }
 
-// Loop nest: K blocks (a kc × NR slice of one panel stays in L1) → column panels → row tiles of MR.
+// Loop nest: K blocks (of at most KC, split evenly) → column panels → row tiles of MR.
 template <class V, int MR, int NV, int KC>
 void linear_block(const LinearArgs& args, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   constexpr int NR = NV * V::kWidth;
-  const int64_t k = args.k;
-  for (int64_t k0 = 0;; k0 += KC) {  // runs once even when k == 0, for the epilogue
-    const int64_t kc = std::min<int64_t>(KC, k - k0);
+  const int64_t k = args.k, blocks = std::max<int64_t>((k + KC - 1) / KC, 1), block = (k + blocks - 1) / blocks;
+  for (int64_t k0 = 0;; k0 += block) {  // runs once even when k == 0, for the epilogue
+    const int64_t kc = std::min<int64_t>(block, k - k0);
     const bool last = k0 + kc >= k;
     for (int64_t j = n0; j < n1; j += NR) {
       const Epilogue finish{args.bias ? args.bias + j : nullptr, args.residual ? args.residual + j : nullptr,
