@@ -371,3 +371,13 @@ def test_custom_op_checks_its_arguments(gen):
         ops.mlp(x, w, b, w2[:10], b2[:10], None, True)
     with pytest.raises(ValueError, match=r"argument 'w1' must be of size 24 in dim 0 \(hidden width = b1"):
         ops.mlp(x, w, b2, w2, b2, None, True)
+
+
+def test_fma_peak_measurement_runs(isa):
+    """The benchmarks' yardstick (levit_kernels._C.fma_peak_gflops) runs under every ISA; its value is checked for
+    sanity only (speed belongs to the benchmarks)."""
+    from levit_kernels import _C
+
+    for threads in (1, 2):
+        gflops = _C.fma_peak_gflops(threads)
+        assert 0.0 < gflops < float("inf"), f"{isa}, {threads} thread(s): {gflops}"

@@ -46,6 +46,9 @@ struct Kernels {
   Geometry geometry;
   // Computes out rows [m0, m1) × columns [n0, n1); n0 is a multiple of nr.
   void (*linear_block)(const LinearArgs& args, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+  // FMA-bound loop of `iterations` × fma_chain_flops floating-point operations (for fma_peak_gflops).
+  float (*fma_chains)(int64_t iterations);
+  int fma_chain_flops;
 };
 
 // The kernel table of `isa` (which must be compiled into this build: x86 variants on x86-64, NEON on AArch64).
@@ -83,5 +86,9 @@ int64_t mlp_tile_rows(const Geometry& g, int64_t hidden);
 // MLP on rows [m0, m1): hidden = act(x·W1ᵀ + b1) into `scratch` ((m1 - m0) × hidden floats), then
 // out = [x +] hidden·W2ᵀ + b2. The full (M × hidden) activation never exists.
 void mlp_block(const Kernels& kernels, const MlpArgs& args, int64_t m0, int64_t m1, float* scratch);
+
+// This ISA's fp32 FMA peak in GFLOP/s: the FMA-bound loop on `threads` threads at once, each timed by its own
+// CPU time (time spent descheduled by other processes does not count), best of several samples, summed.
+double fma_peak_gflops(const Kernels& kernels, int threads);
 
 }  // namespace levit::gemm
