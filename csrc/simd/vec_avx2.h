@@ -6,6 +6,7 @@ namespace levit::simd {
 
 struct VecAvx2 {
   static constexpr int kWidth = 8;
+  static constexpr int kRegisters = 16;  // architectural vector registers (sizes register tiles)
   __m256 v;
 
   static __m256i lane_mask(int n) {  // lanes < n set

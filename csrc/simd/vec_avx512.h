@@ -6,6 +6,7 @@ namespace levit::simd {
 
 struct VecAvx512 {
   static constexpr int kWidth = 16;
+  static constexpr int kRegisters = 32;  // architectural vector registers (sizes register tiles)
   __m512 v;
 
   static __mmask16 lane_mask(int n) { return static_cast<__mmask16>(n >= 16 ? 0xFFFFu : ((1u << n) - 1u)); }
