@@ -2,7 +2,7 @@
 
     python -m levit_kernels.optimize.profile --model levit_256 --batch 16 --threads 1
 
-- :func:`step_times`: median seconds of every step, timed one by one in interleaved rounds (CUDA synchronised);
+- :func:`step_times`: median seconds of every step, timed one by one in interleaved rounds (the benchmarks' timing);
 - :func:`host_overhead`: the seconds one forward spends outside the ops: the blocks and head run with every op
   replaced by one that returns its recorded output, so what remains is Python, views and dispatch.
 """
@@ -13,35 +13,27 @@ import statistics
 import time
 from collections import defaultdict
 from types import SimpleNamespace
-from typing import Callable
+from typing import Optional
 
 import torch
 
+from levit_kernels.bench.timing import Candidate, Settings, time_candidates
 from levit_kernels.optimize.fused import OptimizedLeViT, Runtime
 
 OPS = Runtime._fields[:4]  # linear, mlp, biased_attention, shrink_attention
 
 
-def _sync(device: torch.device) -> Callable[[], None]:
-    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-
-def step_times(model: OptimizedLeViT, images: torch.Tensor, repeats: int = 5) -> list[float]:
-    """Median seconds of each of ``model.step_names`` on ``images`` (after one warm-up pass)."""
-    sync = _sync(model.device)
+def step_times(model: OptimizedLeViT, images: torch.Tensor, settings: Optional[Settings] = None) -> list[float]:
+    """Median seconds of each of ``model.step_names`` on ``images``, timed as the benchmarks time candidates
+    (interleaved rounds; single-threaded CPU runs by process CPU time, robust to a loaded machine)."""
     with torch.no_grad():
         inputs = [images]
-        for step in model._steps:  # warm-up, and each step's input
+        for step in model._steps:  # each step's input
             inputs.append(step(inputs[-1]))
-        times: list[list[float]] = [[] for _ in model._steps]
-        for _ in range(repeats):
-            for step, x, bucket in zip(model._steps, inputs, times):
-                sync()
-                start = time.perf_counter()
-                step(x)
-                sync()
-                bucket.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+        candidates = [Candidate(f"{i}", step, [(x,)]) for i, (step, x) in enumerate(zip(model._steps, inputs))]
+        single = model.device.type == "cpu" and torch.get_num_threads() == 1
+        times = time_candidates(candidates, model.device.type, settings or Settings(), cpu_time=single)
+    return [times[c.name]["median_s"] for c in candidates]
 
 
 def by_kind(model: OptimizedLeViT, seconds: list[float]) -> dict[str, float]:
@@ -103,13 +95,12 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--backend", default="auto")
-    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = levit.randomize_(levit.create_model(args.model), torch.Generator().manual_seed(0)).eval()
     optimized = optimize(model, backend=args.backend)
     images = torch.randn(args.batch, 3, optimized.image_size, optimized.image_size)
-    seconds = step_times(optimized, images, args.repeats)
+    seconds = step_times(optimized, images)
     total = sum(seconds)
     print(f"{args.model}, backend {optimized.backend}, batch {args.batch}, {torch.get_num_threads()} thread(s): "
           f"{total * 1e3:.1f} ms per forward (sum of step medians), {args.batch / total:.1f} images/s")
