@@ -36,11 +36,37 @@ def step_times(model: OptimizedLeViT, images: torch.Tensor, settings: Optional[S
     return [times[c.name]["median_s"] for c in candidates]
 
 
-def by_kind(model: OptimizedLeViT, seconds: list[float]) -> dict[str, float]:
-    totals: dict[str, float] = defaultdict(float)
-    for kind, sec in zip(model.step_kinds, seconds):
-        totals[kind] += sec
-    return dict(totals)
+def op_times(model: OptimizedLeViT, images: torch.Tensor, rounds: int = 5) -> dict[tuple[str, str], float]:
+    """{(block kind, op): median over rounds of the seconds per forward spent in that op}: each op call timed
+    (process CPU time at 1 CPU thread, else wall time) with the blocks run in order."""
+    real = model.blocks[0]._ops
+    clock = time.process_time if model.device.type == "cpu" and torch.get_num_threads() == 1 else time.perf_counter
+    totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * rounds)
+    state = SimpleNamespace(kind="", round=0)
+
+    def timed(name):
+        fn = getattr(real, name)
+
+        def op(*args):
+            start = clock()
+            out = fn(*args)
+            totals[(state.kind, name)][state.round] += clock() - start
+            return out
+        return op
+
+    model.bind(Runtime(*[timed(n) for n in OPS], packed=real.packed))
+    try:
+        with torch.no_grad():
+            for state.round in [0] + list(range(rounds)):  # round 0 twice: the first pass is a warm-up
+                for key in totals:
+                    totals[key][state.round] = 0.0
+                x = images
+                for kind, step in zip(model.step_kinds, model._steps):
+                    state.kind = kind
+                    x = step(x)
+    finally:
+        model.bind(real)
+    return {key: statistics.median(values) for key, values in totals.items()}
 
 
 def host_overhead(model: OptimizedLeViT, images: torch.Tensor, repeats: int = 50) -> float:
@@ -85,9 +111,19 @@ def host_overhead(model: OptimizedLeViT, images: torch.Tensor, repeats: int = 50
     return statistics.median(times)
 
 
+def step_macs(name: str, img_size: int = 224, num_classes: int = 1000) -> list[int]:
+    """Multiply-adds per image of each step of an optimized levit ``name``: stem, blocks, the one merged head."""
+    from levit.config import get_spec, op_shapes, stem_shapes
+    from levit.flops import block_macs, conv_macs
+
+    return ([sum(conv_macs(s) for s in stem_shapes(name, img_size))] + [block_macs(s) for s in op_shapes(name, img_size)]
+            + [get_spec(name).widths[-1] * num_classes])
+
+
 def main(argv=None) -> int:
     import levit
     from levit.config import MODEL_NAMES
+    from levit_kernels.bench.peak import measure_peak
     from levit_kernels.optimize import optimize
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -101,11 +137,22 @@ def main(argv=None) -> int:
     optimized = optimize(model, backend=args.backend)
     images = torch.randn(args.batch, 3, optimized.image_size, optimized.image_size)
     seconds = step_times(optimized, images)
+    macs = step_macs(args.model)
+    peak = measure_peak("cpu", torch.float32, args.threads)["gflops"]
     total = sum(seconds)
     print(f"{args.model}, backend {optimized.backend}, batch {args.batch}, {torch.get_num_threads()} thread(s): "
-          f"{total * 1e3:.1f} ms per forward (sum of step medians), {args.batch / total:.1f} images/s")
-    for kind, sec in by_kind(optimized, seconds).items():
-        print(f"  {kind:<10} {sec * 1e3:9.2f} ms  {100 * sec / total:5.1f}%")
+          f"{total * 1e3:.1f} ms per forward (sum of step medians), {args.batch / total:.1f} images/s, "
+          f"{2 * sum(macs) * args.batch / total / 1e9:.1f} GFLOP/s of a {peak:.1f} GFLOP/s peak")
+    kinds: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for kind, sec, mac in zip(optimized.step_kinds, seconds, macs):
+        kinds[kind][0] += sec
+        kinds[kind][1] += mac
+    for kind, (sec, mac) in kinds.items():
+        gflops = 2 * mac * args.batch / sec / 1e9
+        print(f"  {kind:<10} {sec * 1e3:9.2f} ms  {100 * sec / total:5.1f}% of the time  {gflops:6.1f} GFLOP/s "
+              f"({100 * gflops / peak:3.0f}% of peak)")
+    ops = op_times(optimized, images)
+    print("  ops within blocks: " + ", ".join(f"{kind}/{op} {sec * 1e3:.1f} ms" for (kind, op), sec in ops.items()))
     overhead = host_overhead(optimized, images[:1])
     print(f"host overhead per forward (batch 1, ops replayed): {overhead * 1e6:.0f} µs over "
           f"{len(optimized.blocks)} blocks")
