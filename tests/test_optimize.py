@@ -245,11 +245,41 @@ def test_optimized_model_refuses_bad_inputs_moves_and_training(gen):
     assert optimized.eval() is optimized
 
 
-def test_channels_last_and_contiguous_stems_agree(gen):
+def test_stem_variants_agree(gen):
+    from levit_kernels.optimize.stem import FusedStem, fused_conv_available
+
     model = randomized("levit_128s", gen)
+    convs = recognize.describe(model).stem
     x = images(gen, batch=1)
+    cpu, f32 = torch.device("cpu"), torch.float32
     with torch.no_grad():
-        a = optimize(model, backend="reference", channels_last=True).trace(x)[0][0]
-        b = optimize(model, backend="reference", channels_last=False).trace(x)[0][0]
-    assert a.is_contiguous() and b.is_contiguous()
-    assert tolerances.max_rel_error(a, b) <= tolerances.KERNEL_RTOL[torch.float32]
+        ref = logits64(model.stem, x).flatten(2).transpose(1, 2)
+        variants = {"channels_last": FusedStem(convs, f32, cpu, channels_last=True, fused_conv=False)(x),
+                    "contiguous": FusedStem(convs, f32, cpu, channels_last=False)(x)}
+        if fused_conv_available(f32, cpu):
+            variants["oneDNN conv+Hardswish"] = FusedStem(convs, f32, cpu, channels_last=True, fused_conv=True)(x)
+    for name, tokens in variants.items():
+        assert tokens.shape == (1, 196, 128) and tokens.is_contiguous(), name
+        assert tolerances.max_rel_error(tokens, ref) <= tolerances.KERNEL_RTOL[f32], name
+
+
+def test_profile_times_every_step_and_op_and_leaves_the_model_working(gen):
+    from levit_kernels.bench.timing import Settings
+    from levit_kernels.optimize import profile
+
+    tiny = LeViTSpec("tiny", (16, 32), 8, (2, 4), (1, 1))
+    model = randomized(tiny, gen, num_classes=10, img_size=64)
+    optimized = optimize(model, backend="reference")
+    x = images(gen, batch=2, side=64)
+    with torch.no_grad():
+        before = optimized(x)
+    seconds = profile.step_times(optimized, x, Settings.quick())
+    assert len(seconds) == len(optimized.step_names) == 1 + 6 + 1 and all(s > 0 for s in seconds)
+    ops_seconds = profile.op_times(optimized, x, rounds=2)
+    assert set(ops_seconds) == {("attention", "linear"), ("attention", "biased_attention"), ("mlp", "mlp"),
+                                ("shrink", "linear"), ("shrink", "shrink_attention"), ("head", "linear")}
+    assert profile.host_overhead(optimized, x[:1], repeats=3) > 0
+    with torch.no_grad():
+        assert torch.equal(optimized(x), before)  # the real ops are bound again
+    assert len(profile.step_macs("levit_128s")) == 1 + len(levit.op_shapes("levit_128s")) + 1
+    assert sum(profile.step_macs("levit_128s")) == levit.count_macs("levit_128s", distillation=False)

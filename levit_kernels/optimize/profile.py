@@ -116,8 +116,8 @@ def step_macs(name: str, img_size: int = 224, num_classes: int = 1000) -> list[i
     from levit.config import get_spec, op_shapes, stem_shapes
     from levit.flops import block_macs, conv_macs
 
-    return ([sum(conv_macs(s) for s in stem_shapes(name, img_size))] + [block_macs(s) for s in op_shapes(name, img_size)]
-            + [get_spec(name).widths[-1] * num_classes])
+    stem = sum(conv_macs(s) for s in stem_shapes(name, img_size))
+    return [stem] + [block_macs(s) for s in op_shapes(name, img_size)] + [get_spec(name).widths[-1] * num_classes]
 
 
 def main(argv=None) -> int:

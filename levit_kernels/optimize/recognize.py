@@ -15,7 +15,7 @@ naming the module, what was expected and what was found.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Optional, Union
 
@@ -152,17 +152,12 @@ class LeViTDescription:
     blocks: list[BlockSpec]
     head: Optional[Projection]      # the merged eval head; None when the model has no classifier
     heads_merged: int               # how many heads were averaged into ``head``
-    nchw_taps: bool                 # the source's block outputs are (B, C, H, W) (timm conv kind)
     token_side: int                 # side of the token grid the stem produces
-    image_sides: tuple[int, int] = field(default=(0, 0))  # (smallest, largest) image side giving token_side
+    image_sides: tuple[int, int]    # (smallest, largest) square image side the stem maps onto that grid
 
     @property
     def in_channels(self) -> int:
         return self.stem[0].weight.shape[1]
-
-    @property
-    def width(self) -> int:
-        return self.stem[-1].weight.shape[0]
 
 
 # ------------------------------------------------------------------------------------------- folding helpers
@@ -182,11 +177,11 @@ def _batchnorm64(bn, where: str) -> SimpleNamespace:
                            running_var=bn.running_var.detach().to(F64), eps=bn.eps)
 
 
-def _bias64(layer, out: int) -> Optional[torch.Tensor]:
+def _bias64(layer) -> Optional[torch.Tensor]:
     return None if layer.bias is None else layer.bias.detach().to(F64)
 
 
-def _pointwise_weight(layer, where: str) -> Optional[torch.Tensor]:
+def _pointwise_weight(layer) -> Optional[torch.Tensor]:
     """(out, in) float64 weight of a Linear or a 1×1 stride-1 conv; None for anything else."""
     if isinstance(layer, nn.Linear):
         return layer.weight.detach().to(F64)
@@ -199,17 +194,17 @@ def _pointwise_weight(layer, where: str) -> Optional[torch.Tensor]:
 def projection(module: nn.Module, where: str) -> Projection:
     """A Linear / 1×1 conv, or a module holding one as ``linear`` followed by a BatchNorm ``bn``; folded."""
     expected = "a Linear or 1×1 conv, or a Linear/Conv+BatchNorm unit (.linear, .bn)"
-    weight = _pointwise_weight(module, where)
+    weight = _pointwise_weight(module)
     if weight is not None:
-        bias = _bias64(module, weight.shape[0])
+        bias = _bias64(module)
         return Projection(weight, bias if bias is not None else weight.new_zeros(weight.shape[0]), where)
     layer, bn = getattr(module, "linear", None), getattr(module, "bn", None)
-    weight = _pointwise_weight(layer, where) if layer is not None else None
+    weight = _pointwise_weight(layer) if layer is not None else None
     if weight is None or bn is None:
         _fail(where, expected, module)
     if bn.num_features != weight.shape[0]:
         _fail(f"{where}.bn", f"a BatchNorm over {weight.shape[0]} channels", f"{bn.num_features} channels")
-    return Projection(*fold_batchnorm(weight, _bias64(layer, weight.shape[0]), _batchnorm64(bn, f"{where}.bn")),
+    return Projection(*fold_batchnorm(weight, _bias64(layer), _batchnorm64(bn, f"{where}.bn")),
                       where)
 
 
@@ -225,7 +220,7 @@ def _head(module, where: str) -> Optional[Projection]:
     from levit.fuse import fold_batchnorm_into_next
 
     weight = layer.weight.detach().to(F64)
-    bias = _bias64(layer, weight.shape[0])
+    bias = _bias64(layer)
     bias = bias if bias is not None else weight.new_zeros(weight.shape[0])
     return Projection(*fold_batchnorm_into_next(_batchnorm64(bn, f"{where}.bn"), weight, bias), where)
 
@@ -270,7 +265,8 @@ def _require_hardswish(module, where: str) -> None:
 
 # ------------------------------------------------------------------------------------------- the stem
 def _stem_conv(module, where: str) -> Optional[tuple]:
-    """(weight, bias) float64 with BN folded for a Conv2d or a Conv+BN unit (.conv/.linear, .bn); else None."""
+    """(weight, bias, stride, padding), float64 with BN folded, of a Conv2d or a Conv+BN unit (.conv/.linear, .bn);
+    None for anything else."""
     layer, bn = module, None
     if not isinstance(module, nn.Conv2d):
         layer = getattr(module, "conv", None) or getattr(module, "linear", None)
@@ -281,7 +277,7 @@ def _stem_conv(module, where: str) -> Optional[tuple]:
             layer.padding, str) or layer.kernel_size[0] != layer.kernel_size[1] or layer.stride[0] != layer.stride[1]:
         _fail(where, "a square, ungrouped, undilated, zero-padded Conv2d", repr(layer))
     weight = layer.weight.detach().to(F64)
-    bias = _bias64(layer, weight.shape[0])
+    bias = _bias64(layer)
     if bn is not None:
         weight, bias = fold_batchnorm(weight, bias, _batchnorm64(bn, f"{where}.bn"))
     elif bias is None:
@@ -432,7 +428,8 @@ def _timm_mlp(module, where: str, tap: Tap) -> MLPSpec:
 def _timm_subsample(down, where: str, stride: int) -> None:
     """timm's query subsampling: Downsample(stride, no pool) or AvgPool2d(kernel 1, stride); nothing else."""
     if isinstance(down, nn.AvgPool2d):
-        ok = down.kernel_size in (1, (1, 1)) and down.stride in (stride, (stride, stride)) and down.padding in (0, (0, 0))
+        ok = (down.kernel_size in (1, (1, 1)) and down.stride in (stride, (stride, stride))
+              and down.padding in (0, (0, 0)))
     else:
         ok = getattr(down, "stride", None) == stride and getattr(down, "pool", "missing") is None
     if not ok:
@@ -508,23 +505,19 @@ def describe(model: nn.Module) -> LeViTDescription:
                   "head)", model)
     stem = _stem(_child(model, "stem", "", "a stem"), "stem")
     if is_levit:
-        kind, nchw = "levit", False
+        kind = "levit (BN fused)" if getattr(model, "fused", False) else "levit"
         blocks = _levit_blocks(model)
-        stem_tap = Tap(model.stem)
-        if getattr(model, "fused", False):
-            kind += " (BN fused)"
     else:
         if getattr(model, "global_pool", "avg") != "avg":
             _fail("global_pool", "'avg' (token mean before the head)", repr(model.global_pool))
-        nchw = bool(getattr(model, "use_conv", False))
-        kind = f"timm {type(model).__name__} ({'conv' if nchw else 'linear'} kind)"
+        conv_kind = bool(getattr(model, "use_conv", False))  # its taps give (B, C, H, W): verify flattens them
+        kind = f"timm {type(model).__name__} ({'conv' if conv_kind else 'linear'} kind)"
         blocks = _timm_blocks(model)
-        stem_tap = Tap(model.stem)
     heads = [h for h in (_head(getattr(model, "head", None), "head"),
                          _head(getattr(model, "head_dist", None), "head_dist")) if h is not None]
     token_side, width = _check_chain(blocks, stem[-1].weight.shape[0], "blocks")
     head = merged_head(heads)
     if head is not None:
         _check_in(head, width, "the width of the last tokens")
-    return LeViTDescription(kind, stem, stem_tap, blocks, head, len(heads), nchw, token_side,
+    return LeViTDescription(kind, stem, Tap(model.stem), blocks, head, len(heads), token_side,
                             image_sides(stem, token_side))
