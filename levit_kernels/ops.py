@@ -13,7 +13,7 @@ from levit_kernels import backends
 from levit_kernels.reference import query_grid_side
 
 
-def _attention_operands(op, q_rows, k, v, attention_biases, resolution, stride):
+def _attention_operands(op, k, v, attention_biases, resolution, stride):
     """Check k, v, the bias table and the grid; return (B, H, Nq, D)."""
     check.tensor(op, "k", k, 4, "(B, H, Nk, D)")
     check.tensor(op, "v", v, 4, "(B, H, Nk, Dv)")
@@ -41,7 +41,7 @@ def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attentio
     """Attention with LeViT's relative-position bias; returns (B, Nq, H·Dv). See reference.biased_attention."""
     op = "biased_attention"
     check.tensor(op, "q", q, 4, "(B, H, Nq, D)")
-    b, h, nq, d, resolution, stride = _attention_operands(op, q, k, v, attention_biases, resolution, stride)
+    b, h, nq, d, resolution, stride = _attention_operands(op, k, v, attention_biases, resolution, stride)
     check.dim_equals(op, "q", q, 0, b, "batch, as k")
     check.dim_equals(op, "q", q, 1, h, "heads, as k")
     check.dim_equals(op, "q", q, 2, nq, f"queries on the stride-{stride} grid of side {resolution}")
@@ -62,7 +62,7 @@ def shrink_attention(x: torch.Tensor, q_weight: torch.Tensor, q_bias: torch.Tens
     check.tensor(op, "x", x, 3, "(B, R², C)")
     check.tensor(op, "q_weight", q_weight, 2, "(H·D, C)")
     check.tensor(op, "q_bias", q_bias, 1, "(H·D,)")
-    b, h, _, d, resolution, stride = _attention_operands(op, None, k, v, attention_biases, resolution, stride)
+    b, h, _, d, resolution, stride = _attention_operands(op, k, v, attention_biases, resolution, stride)
     check.dim_equals(op, "x", x, 0, b, "batch, as k")
     check.dim_equals(op, "x", x, 1, resolution * resolution, "tokens = resolution²")
     check.dim_equals(op, "q_weight", q_weight, 0, h * d, "heads × key dim of k")

@@ -1,0 +1,243 @@
+"""Load LeViT checkpoints in any of the public layouts, strictly.
+
+Layouts, detected by their keys (a ``{"model": sd}`` or ``{"state_dict": sd}`` wrapper is unwrapped first):
+
+- ``official``: facebookresearch/LeViT, ``patch_embed.*``, ``blocks.*`` (flat, in the same order as ours),
+  ``head.l.*``; every attention also stores ``attention_bias_idxs``, which is checked against
+  :func:`levit_kernels.reference.attention_bias_index` and then dropped;
+- ``timm``: timm ``levit_*``, ``stem.conv1.linear.*``, ``stages.S.blocks.J.attn.*`` / ``.mlp.*``,
+  ``stages.S.downsample.attn_downsample.*`` / ``.mlp.*``, ``head.linear.*``;
+- ``timm_conv``: timm ``levit_conv_*``, the same keys with every Linear weight stored as a (out, in, 1, 1) conv;
+- ``native``: this package's own ``state_dict()``.
+
+Every tensor is renamed to our key, and the result must fit the model exactly: any missing, unexpected or
+mis-shaped key raises :class:`CheckpointError` naming them (and the variant the checkpoint fits, when one does).
+Only ``num_batches_tracked`` may be absent (older checkpoints; it does not affect inference).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Union
+
+import torch
+
+from levit.config import MODEL_NAMES, AttentionShape, MLPShape, ShrinkAttentionShape
+from levit.model import LeViT
+from levit_kernels.reference import attention_bias_index
+
+LAYOUTS = ("native", "official", "timm", "timm_conv")
+# The submodule holding the weight, per unit kind and key scheme (BatchNorms are called "bn" everywhere).
+_WEIGHT_NAME = {
+    "native": {"conv": "conv", "linear": "linear", "head": "linear"},
+    "official": {"conv": "c", "linear": "c", "head": "l"},
+    "timm": {"conv": "linear", "linear": "linear", "head": "linear"},
+}
+_MAX_LISTED = 12
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the model; the message names the offending keys and shapes."""
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One Conv/Linear+BN, head or bias table of the model, with its key prefix in every scheme."""
+
+    kind: str  # "conv", "linear", "head" or "bias"
+    prefixes: dict  # scheme → prefix ("native", "official", "timm")
+    grid: tuple = ()  # (resolution, stride) of a bias table
+
+
+def _units(model: LeViT) -> list[_Unit]:
+    units = [_Unit("conv", {"native": f"stem.conv{i}.", "official": f"patch_embed.{2 * (i - 1)}.",
+                            "timm": f"stem.conv{i}."}) for i in range(1, 5)]
+
+    def add(kind, native, official, timm, grid=()):
+        units.append(_Unit(kind, {"native": native, "official": official, "timm": timm}, grid))
+
+    in_stage = 0
+    for i, shape in enumerate(model.block_shapes):
+        s = shape.stage
+        if isinstance(shape, ShrinkAttentionShape):
+            in_stage = 0
+            n, o, t = f"blocks.{i}.", f"blocks.{i}.", f"stages.{s}.downsample.attn_downsample."
+            add("linear", n + "kv.", o + "kv.", t + "kv.")
+            add("linear", n + "q.", o + "q.1.", t + "q.ln.")
+            add("linear", n + "proj.", o + "proj.1.", t + "proj.ln.")
+            add("bias", n, o, t, (shape.resolution, shape.stride))
+        elif isinstance(shape, AttentionShape):
+            n, o, t = f"blocks.{i}.body.", f"blocks.{i}.m.", f"stages.{s}.blocks.{in_stage}.attn."
+            add("linear", n + "qkv.", o + "qkv.", t + "qkv.")
+            add("linear", n + "proj.", o + "proj.1.", t + "proj.ln.")
+            add("bias", n, o, t, (shape.resolution, shape.stride))
+        elif isinstance(shape, MLPShape):
+            after_shrink = isinstance(model.block_shapes[i - 1], ShrinkAttentionShape)
+            t = f"stages.{s}.downsample.mlp." if after_shrink else f"stages.{s}.blocks.{in_stage}.mlp."
+            n, o = f"blocks.{i}.body.", f"blocks.{i}.m."
+            add("linear", n + "fc1.", o + "0.", t + "ln1.")
+            add("linear", n + "fc2.", o + "2.", t + "ln2.")
+            in_stage += 0 if after_shrink else 1
+    heads = ["head"] + (["head_dist"] if model.head_dist is not None else [])
+    for head in heads:
+        add("head", f"{head}.", f"{head}.", f"{head}.")
+    return units
+
+
+def _rename(unit: _Unit, rest: str, src: str, dst: str) -> str:
+    """Key ``rest`` under ``unit`` in scheme ``src`` → the full key in scheme ``dst``."""
+    if unit.kind != "bias":
+        module, _, leaf = rest.partition(".")
+        if module == _WEIGHT_NAME[src][unit.kind]:
+            rest = f"{_WEIGHT_NAME[dst][unit.kind]}.{leaf}"
+    return unit.prefixes[dst] + rest
+
+
+def key_map(model: LeViT, scheme: str) -> dict[str, str]:
+    """{key in ``scheme`` ("official" or "timm") → our key} for every tensor of ``model``'s state dict."""
+    units = _units(model)
+    mapping = {}
+    for key in model.state_dict():
+        unit = max((u for u in units if key.startswith(u.prefixes["native"])
+                    and (u.kind != "bias" or key[len(u.prefixes["native"]):] == "attention_biases")),
+                   key=lambda u: len(u.prefixes["native"]))
+        mapping[_rename(unit, key[len(unit.prefixes["native"]):], "native", scheme)] = key
+    return mapping
+
+
+def _bias_index_keys(model: LeViT, scheme: str) -> dict[str, tuple]:
+    """{key of a stored ``attention_bias_idxs`` in ``scheme`` → (resolution, stride)}."""
+    return {u.prefixes[scheme] + "attention_bias_idxs": u.grid for u in _units(model) if u.kind == "bias"}
+
+
+def unwrap(checkpoint: Mapping) -> Mapping:
+    for wrapper in ("model", "state_dict"):
+        if isinstance(checkpoint.get(wrapper), Mapping):
+            return checkpoint[wrapper]
+    return checkpoint
+
+
+def detect_layout(state_dict: Mapping) -> str:
+    """Which of :data:`LAYOUTS` ``state_dict`` (already unwrapped) is in, from its keys."""
+    keys = set(state_dict)
+    if "patch_embed.0.c.weight" in keys:
+        return "official"
+    if "stem.conv1.conv.weight" in keys:
+        return "native"
+    if "stem.conv1.linear.weight" in keys:
+        qkv = state_dict.get("stages.0.blocks.0.attn.qkv.linear.weight")
+        return "timm_conv" if isinstance(qkv, torch.Tensor) and qkv.dim() == 4 else "timm"
+    sample = ", ".join(sorted(keys)[:6])
+    raise CheckpointError(f"unrecognised checkpoint layout: expected the keys of an official LeViT, timm levit_*, "
+                          f"timm levit_conv_* or levit state dict (e.g. 'patch_embed.0.c.weight', "
+                          f"'stem.conv1.linear.weight'); got {len(keys)} keys such as {sample}")
+
+
+def _listed(items: list[str]) -> str:
+    more = f", ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
+    return ", ".join(items[:_MAX_LISTED]) + more
+
+
+def _convert(state_dict: Mapping, layout: str, model: LeViT) -> tuple[dict, list[str]]:
+    """Rename ``state_dict`` to our keys; returns (converted, problems), problems naming keys and shapes."""
+    scheme = "timm" if layout == "timm_conv" else layout
+    expected = model.state_dict()
+    mapping = {k: k for k in expected} if scheme == "native" else key_map(model, scheme)
+    index_keys = _bias_index_keys(model, scheme)
+    converted, seen, unexpected, misshaped, bad_index = {}, set(), [], [], []
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            misshaped.append(f"{key}: not a tensor ({type(value).__name__})")
+            continue
+        if key in index_keys:
+            want = attention_bias_index(*index_keys[key])
+            if tuple(value.shape) != tuple(want.shape) or not torch.equal(value.cpu().long(), want):
+                bad_index.append(f"{key} {tuple(value.shape)} (expected |dy|·R+|dx| over {tuple(want.shape)})")
+            continue
+        ours = mapping.get(key)
+        if ours is None:
+            unexpected.append(f"{key} {tuple(value.shape)}")
+            continue
+        seen.add(ours)
+        want_shape, stored_shape = tuple(expected[ours].shape), tuple(value.shape)
+        if layout == "timm_conv" and len(stored_shape) == 4 and len(want_shape) == 2 and stored_shape[2:] == (1, 1):
+            value = value[:, :, 0, 0]  # a Linear stored as a 1×1 conv
+        if tuple(value.shape) != want_shape:
+            misshaped.append(f"{key}: checkpoint {stored_shape} vs model {want_shape}")
+            continue
+        converted[ours] = value
+    reverse = {ours: theirs for theirs, ours in mapping.items()}
+    missing = [f"{reverse[k]} {tuple(v.shape)}" for k, v in expected.items()
+               if k not in seen and not k.endswith("num_batches_tracked")]
+    problems = []
+    for what, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped),
+                        ("wrong attention_bias_idxs", bad_index)):
+        if items:
+            problems.append(f"{len(items)} {what} key(s): {_listed(items)}")
+    return converted, problems
+
+
+def _describe(model: LeViT) -> str:
+    dist = "with" if model.head_dist is not None else "without"
+    return f"{model.name} ({model.num_classes} classes, {dist} distillation head, img_size {model.img_size})"
+
+
+def _fitting_variant(state_dict: Mapping, layout: str, model: LeViT) -> str:
+    """The variant the checkpoint does fit (built on the meta device, so no memory is spent), or ''."""
+    heads = [k for k in ("head.l.weight", "head.linear.weight") if k in state_dict]
+    if not heads:
+        return ""
+    num_classes = state_dict[heads[0]].shape[0]
+    distillation = any(k.startswith("head_dist.") for k in state_dict)
+    for name in MODEL_NAMES:
+        with torch.device("meta"):
+            candidate = LeViT(name, num_classes, distillation, model.img_size)
+        if not _convert(state_dict, layout, candidate)[1]:
+            return _describe(candidate)
+    return ""
+
+
+def read_checkpoint(path: Union[str, os.PathLike]) -> Mapping:
+    """Tensors of a ``.pth``/``.pt`` (loaded with ``weights_only=True``) or ``.safetensors`` file, on CPU."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if path.endswith(".safetensors"):
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package") from None
+        return load_file(path, device="cpu")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_checkpoint(model: LeViT, checkpoint) -> LeViT:
+    """Load ``checkpoint`` (a path or a state dict, in any of :data:`LAYOUTS`) into ``model``; returns the model.
+
+    Raises :class:`CheckpointError` (a ValueError) naming every missing, unexpected or mis-shaped key, wrong
+    ``attention_bias_idxs``, and the variant the checkpoint belongs to when it fits another one. Nothing is
+    loaded unless everything fits.
+    """
+    if not isinstance(model, LeViT):
+        raise TypeError(f"load_checkpoint: argument 'model' must be a levit.LeViT, got {type(model).__name__}")
+    if model.fused:
+        raise CheckpointError(f"load_checkpoint: {model.name} is fused (its BatchNorms are folded); load the "
+                              f"checkpoint before fuse()")
+    if isinstance(checkpoint, (str, os.PathLike)):
+        checkpoint = read_checkpoint(checkpoint)
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f"load_checkpoint: argument 'checkpoint' must be a path or a state dict, "
+                        f"got {type(checkpoint).__name__}")
+    state_dict = unwrap(checkpoint)
+    layout = detect_layout(state_dict)
+    converted, problems = _convert(state_dict, layout, model)
+    if problems:
+        fits = _fitting_variant(state_dict, layout, model)
+        hint = f"; the checkpoint fits {fits}" if fits else ""
+        raise CheckpointError(f"{layout} checkpoint does not fit {_describe(model)}{hint}: " + "; ".join(problems))
+    current = model.state_dict()
+    for key, value in current.items():  # only num_batches_tracked may be absent (see _convert)
+        converted.setdefault(key, value)
+    model.load_state_dict(converted, strict=True)
+    return model

@@ -1,0 +1,319 @@
+"""Paper-exact LeViT in plain PyTorch, token-major (B, N, C) like the official code.
+
+The model is built from the block list of :func:`levit.config.op_shapes`; every attention calls
+:func:`levit_kernels.reference.biased_attention`, the single definition of LeViT's biased attention. Each block
+module keeps its ``shape`` (the config dataclass) so later passes (fusion, kernel swaps) can rebuild it.
+
+Module tree of ``LeViT`` (what the checkpoint layouts map onto, see :mod:`levit.checkpoint`)::
+
+    stem: Stem                   conv1..conv4 (ConvBN: .conv, .bn), Hardswish between (act1..act3)
+    blocks: Sequential           in op_shapes order:
+        Residual(Attention)      .body: .qkv, .proj (LinearBN: .linear, .bn), .attention_biases (H, R²)
+        Residual(MLP)            .body: .fc1, .fc2 (LinearBN)
+        ShrinkAttention          .kv, .q, .proj (LinearBN), .attention_biases (H, R²); no residual
+    head, head_dist: ClassifierHead   .bn (BatchNorm1d), .linear (head_dist is None without distillation)
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from levit.config import (AttentionShape, BlockShape, ConvShape, LeViTSpec, MLPShape, ShrinkAttentionShape,
+                          get_spec, head_shape, op_shapes, stem_shapes)
+from levit_kernels import reference
+
+ACTIVATION = "hardswish"
+
+
+class LinearBN(nn.Module):
+    """Linear without bias, then BatchNorm1d over the channel (last) dim of (..., C) tokens."""
+
+    def __init__(self, in_features: int, out_features: int, bn_weight_init: float = 1.0):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features, bias=False)
+        self.bn = nn.BatchNorm1d(out_features)
+        nn.init.constant_(self.bn.weight, bn_weight_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.linear(x)
+        return self.bn(y.reshape(-1, y.shape[-1])).reshape(y.shape)
+
+
+class ConvBN(nn.Module):
+    """Conv2d without bias, then BatchNorm2d (the stem's 3×3 stride-2 convs)."""
+
+    def __init__(self, shape: ConvShape):
+        super().__init__()
+        self.shape = shape
+        self.conv = nn.Conv2d(shape.in_channels, shape.out_channels, shape.kernel, shape.stride, shape.padding,
+                              bias=False)
+        self.bn = nn.BatchNorm2d(shape.out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+class Stem(nn.Sequential):
+    """Four ConvBN (3 → C/8 → C/4 → C/2 → C), Hardswish between them, none after the last."""
+
+    def __init__(self, shapes: list[ConvShape]):
+        super().__init__()
+        for i, shape in enumerate(shapes, start=1):
+            if i > 1:
+                self.add_module(f"act{i - 1}", nn.Hardswish())
+            self.add_module(f"conv{i}", ConvBN(shape))
+
+
+class _BiasedAttentionBase(nn.Module):
+    """Holds the (H, R²) bias table and its eval-time gathered (H, Nq, Nk) form.
+
+    The gathered bias is cached only when no gradient can flow to the table (eval mode, and grad disabled or the
+    table frozen); the cache is dropped on ``train()``/``eval()``, ``load_state_dict`` and every ``_apply``
+    (``.to``, ``.half()``, ``.cuda()``, ...), and is also keyed by the table's storage, version counter, dtype
+    and device, so an in-place edit of ``attention_biases`` cannot leave it stale either.
+    """
+
+    def __init__(self, heads: int, key_dim: int, value_dim: int, resolution: int, stride: int):
+        super().__init__()
+        self.heads, self.key_dim, self.value_dim = heads, key_dim, value_dim
+        self.resolution, self.stride = resolution, stride
+        self.scale = key_dim ** -0.5
+        self.attention_biases = nn.Parameter(torch.zeros(heads, resolution * resolution))
+        self._bias_cache: Optional[tuple[tuple, torch.Tensor]] = None
+
+    def _table_key(self) -> tuple:
+        table = self.attention_biases
+        try:
+            version = table._version
+        except RuntimeError:  # inference tensors keep no version counter
+            version = None
+        return table.data_ptr(), version, table.dtype, table.device
+
+    def gathered_bias(self) -> Optional[torch.Tensor]:
+        """The cached (H, Nq, Nk) bias in eval, or None (the attention then gathers it from the live table).
+
+        Under torch.compile the gather is left in the graph (the cache's storage/version key cannot be traced).
+        """
+        if (self.training or torch.compiler.is_compiling()
+                or (torch.is_grad_enabled() and self.attention_biases.requires_grad)):
+            return None
+        key = self._table_key()
+        if self._bias_cache is None or self._bias_cache[0] != key:
+            with torch.no_grad():
+                gathered = reference.gather_attention_bias(self.attention_biases, self.resolution, self.stride)
+            self._bias_cache = (key, gathered)
+        return self._bias_cache[1]
+
+    def invalidate_bias_cache(self) -> None:
+        self._bias_cache = None
+
+    def train(self, mode: bool = True):
+        self.invalidate_bias_cache()
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self.invalidate_bias_cache()
+        return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self.invalidate_bias_cache()
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return reference.biased_attention(q, k, v, self.attention_biases, self.resolution, self.stride, self.scale,
+                                          ACTIVATION, gathered_bias=self.gathered_bias())
+
+
+class Attention(_BiasedAttentionBase):
+    """Stage attention: qkv LinearBN (per head: q D, k D, v Dv), biased attention, Hardswish, proj LinearBN.
+
+    q, k and v are strided views of the qkv output (no copies), as (B, H, N, ·).
+    """
+
+    def __init__(self, shape: AttentionShape):
+        super().__init__(shape.heads, shape.key_dim, shape.value_dim, shape.resolution, shape.stride)
+        self.shape = shape
+        qkv_in, qkv_out = shape.linears["qkv"]
+        proj_in, proj_out = shape.linears["proj"]
+        self.qkv = LinearBN(qkv_in, qkv_out)
+        self.proj = LinearBN(proj_in, proj_out, bn_weight_init=0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        d = self.key_dim
+        qkv = self.qkv(x).view(b, n, self.heads, 2 * d + self.value_dim).permute(0, 2, 1, 3)
+        q, k, v = qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]
+        return self.proj(self._attend(q, k, v))
+
+
+class ShrinkAttention(_BiasedAttentionBase):
+    """Shrink attention between stages: k, v from all R² tokens (kv LinearBN, per head: k D, v Dv), q from the
+    stride-2 subsampled tokens (q LinearBN), biased attention, Hardswish, proj LinearBN to the new width."""
+
+    def __init__(self, shape: ShrinkAttentionShape):
+        super().__init__(shape.heads, shape.key_dim, shape.value_dim, shape.resolution, shape.stride)
+        self.shape = shape
+        self.kv = LinearBN(*shape.linears["kv"])
+        self.q = LinearBN(*shape.linears["q"])
+        self.proj = LinearBN(*shape.linears["proj"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        d = self.key_dim
+        kv = self.kv(x).view(b, n, self.heads, d + self.value_dim).permute(0, 2, 1, 3)
+        k, v = kv[..., :d], kv[..., d:]
+        q = self.q(reference.subsample_tokens(x, self.resolution, self.stride))
+        q = q.view(b, -1, self.heads, d).permute(0, 2, 1, 3)
+        return self.proj(self._attend(q, k, v))
+
+
+class MLP(nn.Module):
+    """fc1 LinearBN (C → 2C), Hardswish, fc2 LinearBN (2C → C); the residual add is the enclosing Residual's."""
+
+    def __init__(self, shape: MLPShape):
+        super().__init__()
+        self.shape = shape
+        self.fc1 = LinearBN(*shape.linears["fc1"])
+        self.fc2 = LinearBN(*shape.linears["fc2"], bn_weight_init=0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.hardswish(self.fc1(x)))
+
+
+class Residual(nn.Module):
+    """``x + body(x)``; in training each sample's branch is dropped with probability ``drop_path``."""
+
+    def __init__(self, body: nn.Module, drop_path: float = 0.0):
+        super().__init__()
+        self.body = body
+        self.drop_path = drop_path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch = self.body(x)
+        if self.training and self.drop_path > 0:
+            keep = torch.rand(x.shape[0], 1, 1, device=x.device) >= self.drop_path
+            branch = branch * keep.to(branch.dtype) / (1 - self.drop_path)
+        return x + branch
+
+
+class ClassifierHead(nn.Module):
+    """BatchNorm1d then Linear, on the token-mean features (B, C)."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(channels)
+        self.linear = nn.Linear(channels, num_classes)
+        nn.init.trunc_normal_(self.linear.weight, std=0.02)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.bn(x))
+
+
+def build_block(shape: BlockShape, drop_path: float = 0.0) -> nn.Module:
+    """The module for one entry of :func:`levit.config.op_shapes`."""
+    if isinstance(shape, AttentionShape):
+        return Residual(Attention(shape), drop_path)
+    if isinstance(shape, MLPShape):
+        return Residual(MLP(shape), drop_path)
+    if isinstance(shape, ShrinkAttentionShape):
+        return ShrinkAttention(shape)
+    raise TypeError(f"build_block: unknown block shape {type(shape).__name__}")
+
+
+class LeViT(nn.Module):
+    """A LeViT variant. Eval returns the mean of the classifier and distillation heads' logits; training returns
+    ``(cls, dist)`` (one tensor without distillation). :meth:`fuse` folds every BatchNorm for inference."""
+
+    def __init__(self, spec: Union[str, LeViTSpec], num_classes: int = 1000, distillation: bool = True,
+                 img_size: int = 224):
+        super().__init__()
+        self.spec = get_spec(spec)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        self.num_classes, self.distillation, self.img_size = num_classes, bool(distillation), img_size
+        self.fused = False
+        self.stem = Stem(stem_shapes(self.spec, img_size))
+        self.block_shapes = op_shapes(self.spec, img_size)
+        self.blocks = nn.Sequential(*[build_block(s, self.spec.drop_path) for s in self.block_shapes])
+        head = head_shape(self.spec, num_classes, distillation)
+        self.head = ClassifierHead(head.channels, num_classes)
+        self.head_dist = ClassifierHead(head.channels, num_classes) if distillation else None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def _check_input(self, x) -> None:
+        expected = (3, self.img_size, self.img_size)
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{self.name}: input must be images of shape (B, {', '.join(map(str, expected))}), "
+                             f"got {got}")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, S, S) → last-stage tokens (B, N, C)."""
+        self._check_input(x)
+        x = self.stem(x).flatten(2).transpose(1, 2)
+        return self.blocks(x)
+
+    def forward(self, x: torch.Tensor):
+        features = self.forward_features(x).mean(dim=1)
+        logits = self.head(features)
+        if self.head_dist is None:
+            return logits
+        logits_dist = self.head_dist(features)
+        if self.training:
+            return logits, logits_dist
+        return (logits + logits_dist) / 2
+
+    def train(self, mode: bool = True):
+        if mode and self.fused:
+            raise RuntimeError(f"{self.name}: a fused model has no BatchNorm left to train; fuse a copy instead")
+        return super().train(mode)
+
+    def fuse(self) -> "LeViT":
+        """Fold every BatchNorm into its Conv/Linear, in place (see :func:`levit.fuse.fuse`); returns self."""
+        from levit.fuse import fuse
+
+        return fuse(self)
+
+
+def randomize_(model: nn.Module, generator: Optional[torch.Generator] = None) -> nn.Module:
+    """Give an untrained model non-trivial BatchNorm statistics and affines and attention biases, in place.
+
+    A fresh LeViT has identity BatchNorms, zero-initialised residual-branch BN weights and zero attention biases,
+    under which BN folding, bias caching and checkpoint mapping errors could go unnoticed; tests, the demo and
+    benchmarks call this first. Scales keep activations O(1) through all blocks.
+    """
+    def draw(t: torch.Tensor, low: float, high: float) -> torch.Tensor:
+        r = torch.rand(t.shape, generator=generator, dtype=torch.float64)
+        return (low + (high - low) * r).to(dtype=t.dtype, device=t.device)
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(draw(m.running_mean, -0.2, 0.2))
+                m.running_var.copy_(draw(m.running_var, 0.5, 1.5))
+                m.weight.copy_(draw(m.weight, 0.5, 1.5))
+                m.bias.copy_(draw(m.bias, -0.2, 0.2))
+        for name, p in model.named_parameters():  # by name, so timm's and the official models work too
+            if name.endswith("attention_biases"):
+                p.copy_(draw(p, -4.0, 4.0))
+    return model
+
+
+def create_model(name: Union[str, LeViTSpec], num_classes: int = 1000, distillation: bool = True,
+                 checkpoint=None, img_size: int = 224) -> LeViT:
+    """Build LeViT variant ``name`` (see :data:`levit.config.MODEL_NAMES`), optionally loading ``checkpoint`` (a
+    path or state dict in any layout :func:`levit.checkpoint.load_checkpoint` accepts). Returned in train mode,
+    as ``nn.Module`` constructors do; call ``.eval()`` for inference."""
+    model = LeViT(name, num_classes, distillation, img_size)
+    if checkpoint is not None:
+        from levit.checkpoint import load_checkpoint
+
+        load_checkpoint(model, checkpoint)
+    return model
