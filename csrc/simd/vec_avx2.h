@@ -6,6 +6,7 @@ namespace levit::simd {
 
 struct VecAvx2 {
   static constexpr int kWidth = 8;
+  static constexpr int kRegisters = 16;  // architectural vector registers (sizes register tiles)
   __m256 v;
 
   static __m256i lane_mask(int n) {  // lanes < n set
@@ -17,9 +18,6 @@ struct VecAvx2 {
   static void store(float* p, VecAvx2 a) { _mm256_storeu_ps(p, a.v); }
   static VecAvx2 load_partial(const float* p, int n) { return {_mm256_maskload_ps(p, lane_mask(n))}; }
   static void store_partial(float* p, VecAvx2 a, int n) { _mm256_maskstore_ps(p, lane_mask(n), a.v); }
-  friend VecAvx2 operator+(VecAvx2 a, VecAvx2 b) { return {_mm256_add_ps(a.v, b.v)}; }
-  friend VecAvx2 operator-(VecAvx2 a, VecAvx2 b) { return {_mm256_sub_ps(a.v, b.v)}; }
-  friend VecAvx2 operator*(VecAvx2 a, VecAvx2 b) { return {_mm256_mul_ps(a.v, b.v)}; }
   static VecAvx2 fma(VecAvx2 a, VecAvx2 b, VecAvx2 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
   static VecAvx2 max(VecAvx2 a, VecAvx2 b) { return {_mm256_max_ps(a.v, b.v)}; }
   static VecAvx2 min(VecAvx2 a, VecAvx2 b) { return {_mm256_min_ps(a.v, b.v)}; }
@@ -41,5 +39,11 @@ struct VecAvx2 {
     return {_mm256_castsi256_ps(_mm256_slli_epi32(e, 23))};
   }
 };
+
+// Operators outside the class: GCC 12 does not apply `#pragma GCC target` to friend functions defined inside a
+// class (their intrinsics then fail to inline with "target specific option mismatch").
+inline VecAvx2 operator+(VecAvx2 a, VecAvx2 b) { return {_mm256_add_ps(a.v, b.v)}; }
+inline VecAvx2 operator-(VecAvx2 a, VecAvx2 b) { return {_mm256_sub_ps(a.v, b.v)}; }
+inline VecAvx2 operator*(VecAvx2 a, VecAvx2 b) { return {_mm256_mul_ps(a.v, b.v)}; }
 
 }  // namespace levit::simd

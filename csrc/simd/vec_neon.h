@@ -6,6 +6,7 @@ namespace levit::simd {
 
 struct VecNeon {
   static constexpr int kWidth = 4;
+  static constexpr int kRegisters = 32;  // architectural vector registers (sizes register tiles)
   float32x4_t v;
 
   static VecNeon zero() { return {vdupq_n_f32(0.0f)}; }

@@ -6,6 +6,7 @@ namespace levit::simd {
 
 struct VecScalar {
   static constexpr int kWidth = 1;
+  static constexpr int kRegisters = 16;  // architectural FP registers (sizes register tiles)
   float v;
 
   static VecScalar zero() { return {0.0f}; }

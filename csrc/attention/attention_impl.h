@@ -1,0 +1,328 @@
+// The attention kernels as templates over a SIMD vector type V (csrc/simd). Included by the per-ISA translation
+// units after their target pragma. Everything here is a template over V, so the code compiled for one ISA never
+// shares a symbol with another's (see common/kernel_prelude.h).
+//
+// Per work item (head h, batch b, tile of queries), everything stays in the thread's workspace:
+//   scores[i][j] = bias[h, idx(i, j)]             copied from a mirrored bias table, no index tensor
+//   scores[i][j] = scale·(q_i · k_j) + scores      register-tiled multiply with kᵀ packed once per (b, h)
+//   scores[i][j] = e^(scores − max_i), row sums    stable softmax; normalisation deferred to the output
+//   out[i] = act((scores_i · V) / sum_i)           register-tiled multiply, V read in place when rows are unit-stride
+// shrink_attention first computes the tile's queries: q_i = x[token(i)] · q_weightᵀ + q_bias, reading x's rows in
+// place (the stride-s grid is index arithmetic) against the head's q_weight slice packed once per head.
+#pragma once
+#include "attention/attention_kernel.h"
+#include "common/kernel_prelude.h"
+#include "simd/exp.h"
+
+namespace levit::attention {
+
+// Register tile of the multiply: kRows rows × kVecs vectors of accumulators, leaving registers for the kVecs
+// loaded B vectors and one broadcast A element.
+template <class V>
+struct RegisterTile {
+  static constexpr int kRows = V::kRegisters >= 32 ? 6 : 4;
+  static constexpr int kVecs = V::kRegisters >= 32 ? 4 : 3;
+};
+
+template <class V, int R, int NV>
+constexpr int vecs_of(const V (&)[R][NV]) {
+  return NV;
+}
+
+// acc[r][c] = Σ_k a[r][k·a_step] · b[k·b_ld + c·W + lane]: kRows rows of A read through row pointers and an element
+// step (strided views need no copy), B rows of contiguous floats. With kTail the last vector has `tail` lanes.
+template <class V, int NV, bool kTail>
+inline void multiply_block(int depth, const float* const* a, int64_t a_step, const float* b, int64_t b_ld, int tail,
+                           V (&acc)[RegisterTile<V>::kRows][NV]) {
+  constexpr int MR = RegisterTile<V>::kRows, W = V::kWidth;
+  const float* rows[MR];
+  for (int r = 0; r < MR; ++r) rows[r] = a[r];
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NV; ++c) acc[r][c] = V::zero();
+  for (int k = 0; k < depth; ++k, b += b_ld) {
+    V bv[NV];
+    for (int c = 0; c < NV; ++c)
+      bv[c] = (kTail && c == NV - 1) ? V::load_partial(b + c * W, tail) : V::load(b + c * W);
+    const int64_t at = k * a_step;
+    for (int r = 0; r < MR; ++r) {
+      const V av = V::set1(rows[r][at]);
+      for (int c = 0; c < NV; ++c) acc[r][c] = V::fma(av, bv[c], acc[r][c]);
+    }
+  }
+}
+
+// The last, narrower column block: `vecs` (≤ NV) vectors, the last with `tail` lanes.
+template <class V, int NV, class Store>
+inline void multiply_last_block(int vecs, int tail, int depth, const float* const* a, int64_t a_step, const float* b,
+                                int64_t b_ld, int col, int cols, Store& store) {
+  if constexpr (NV > 0) {
+    if (vecs != NV)
+      return multiply_last_block<V, NV - 1>(vecs, tail, depth, a, a_step, b, b_ld, col, cols, store);
+    V acc[RegisterTile<V>::kRows][NV];
+    if (tail == V::kWidth)
+      multiply_block<V, NV, false>(depth, a, a_step, b + col, b_ld, tail, acc);
+    else
+      multiply_block<V, NV, true>(depth, a, a_step, b + col, b_ld, tail, acc);
+    store(acc, col, cols);
+  }
+}
+
+// Rows of A (row pointers a[0..rows), plus kRows − 1 more repeating the last: computed, never stored) times the
+// first n columns of B (depth rows). Column blocks outermost: the block's slice of B (depth × kVecs·W floats) stays
+// in L1 while every row block streams past it. store(acc, r0, valid_rows, col, cols) consumes the accumulators of
+// rows [r0, r0 + valid_rows) × columns [col, col + cols).
+template <class V, class Store>
+inline void multiply(int rows, const float* const* a, int64_t a_step, const float* b, int64_t b_ld, int n, int depth,
+                     Store&& store) {
+  constexpr int MR = RegisterTile<V>::kRows, NV = RegisterTile<V>::kVecs, W = V::kWidth;
+  for (int col = 0; col < n; col += NV * W) {
+    const int cols = std::min(NV * W, n - col);
+    for (int r0 = 0; r0 < rows; r0 += MR) {
+      auto block_store = [&](auto& acc, int c, int nc) { store(acc, r0, std::min(MR, rows - r0), c, nc); };
+      if (cols == NV * W) {
+        V acc[MR][NV];
+        multiply_block<V, NV, false>(depth, a + r0, a_step, b + col, b_ld, W, acc);
+        block_store(acc, col, cols);
+      } else {
+        const int vecs = (cols + W - 1) / W;
+        multiply_last_block<V, NV>(vecs, cols - (vecs - 1) * W, depth, a + r0, a_step, b, b_ld, col, cols, block_store);
+      }
+    }
+  }
+}
+
+// Row pointers for multiply(): row_ptr(i) for i < rows, then the last row repeated up to a whole register tile.
+template <class V, class RowPtr>
+inline void row_pointers(int rows, RowPtr&& row_ptr, const float** out) {
+  for (int i = 0; i < rows; ++i) out[i] = row_ptr(i);
+  for (int i = rows; i < rows + RegisterTile<V>::kRows - 1; ++i) out[i] = out[rows - 1];
+}
+
+// Stores lanes [0, n) of v to p (n ≤ W).
+template <class V>
+inline void store_lanes(float* p, V v, int n) {
+  if (n >= V::kWidth)
+    V::store(p, v);
+  else if (n > 0)
+    V::store_partial(p, v, n);
+}
+
+template <class V>
+inline V hardswish(V y) {  // y·clamp(y + 3, 0, 6)/6, as torch: NaN and -inf give NaN
+  const V gate = V::min(V::max(y + V::set1(3.0f), V::zero()), V::set1(6.0f));
+  return y * gate * V::set1(1.0f / 6.0f);
+}
+
+// Thread-private buffers, carved from the workspace by the plan's offsets.
+template <class V>
+struct Buffers {
+  float* kt;         // (D, keys_padded): kᵀ of the current (batch, head), zero-padded keys
+  float* v;          // (Nk, value_dim_padded): v of the current (batch, head) when its rows are not unit-stride
+  float* bias;       // (R, bias_ld): mirrored bias table of the current head, row dy: bias[h, dy·R + |t − (R−1)|]
+  float* scores;     // (tile_rows, score_ld)
+  float* row_scale;  // (tile_rows): 1 / softmax denominator
+  float* q;          // shrink: (tile_rows, key_dim_padded) projected queries
+  float* wq;         // shrink: (C, key_dim_padded) the head's q_weight rows, transposed and zero-padded
+  float* bq;         // shrink: (key_dim_padded) the head's q_bias, zero-padded
+};
+
+template <class V>
+void pack_keys_transposed(const Problem& p, const Plan& plan, int b, int h, float* kt) {
+  const int nk = p.num_keys(), ld = plan.keys_padded;
+  const int64_t step = p.k.stride[3];
+  for (int j = 0; j < nk; ++j) {
+    const float* row = p.k.row(b, h, j);
+    for (int d = 0; d < p.key_dim; ++d) kt[static_cast<int64_t>(d) * ld + j] = row[d * step];
+  }
+  for (int d = 0; d < p.key_dim; ++d) std::fill(kt + static_cast<int64_t>(d) * ld + nk, kt + (d + 1) * ld, 0.0f);
+}
+
+template <class V>
+void pack_values(const Problem& p, const Plan& plan, int b, int h, float* v) {
+  const int ld = plan.value_dim_padded;
+  const int64_t step = p.v.stride[3];
+  for (int j = 0; j < p.num_keys(); ++j) {
+    const float* row = p.v.row(b, h, j);
+    for (int c = 0; c < p.value_dim; ++c) v[static_cast<int64_t>(j) * ld + c] = row[c * step];
+  }
+}
+
+// Row dy holds bias[h, dy·R + |t − (R−1)|] at t ∈ [0, 2R−1): the biases of query column xq against key columns
+// xk = 0..R−1 at row distance dy are then the contiguous run starting at t = R−1−xq.
+template <class V>
+void mirror_bias(const Problem& p, const Plan& plan, int h, float* table) {
+  const int R = p.resolution;
+  const float* src = p.bias + h * p.bias_stride[0];
+  for (int dy = 0; dy < R; ++dy) {
+    float* row = table + static_cast<int64_t>(dy) * plan.bias_ld;
+    for (int t = 0; t < 2 * R - 1; ++t) row[t] = src[(dy * R + std::abs(t - (R - 1))) * p.bias_stride[1]];
+    std::fill(row + 2 * R - 1, row + plan.bias_ld, 0.0f);
+  }
+}
+
+template <class V>
+void pack_query_weight(const Problem& p, const Plan& plan, int h, float* wq, float* bq) {
+  const int ld = plan.key_dim_padded, D = p.key_dim;
+  std::fill(wq, wq + static_cast<int64_t>(p.channels) * ld, 0.0f);
+  std::fill(bq, bq + ld, 0.0f);
+  for (int d = 0; d < D; ++d) {
+    const int64_t out_row = static_cast<int64_t>(h) * D + d;
+    const float* w = p.q_weight + out_row * p.q_weight_stride[0];
+    for (int c = 0; c < p.channels; ++c) wq[static_cast<int64_t>(c) * ld + d] = w[c * p.q_weight_stride[1]];
+    bq[d] = p.q_bias[out_row * p.q_bias_stride];
+  }
+}
+
+// Position of query i on the key grid.
+struct GridPoint {
+  int y, x;
+};
+template <class V>
+inline GridPoint query_point(const Problem& p, int i) {
+  const int side = p.query_side();
+  return {i / side * p.stride, i % side * p.stride};
+}
+
+// shrink: buf.q[i] = x[b, token(q0 + i)] · wqᵀ + bq for the tile's rows.
+template <class V>
+void project_queries(const Problem& p, const Plan& plan, const Buffers<V>& buf, int b, int q0, int rows) {
+  constexpr int W = V::kWidth;
+  const int ld = plan.key_dim_padded, width = (p.key_dim + W - 1) / W * W;
+  const float* x_rows[kMaxTileRows + RegisterTile<V>::kRows];
+  row_pointers<V>(rows, [&](int i) {
+    const GridPoint g = query_point<V>(p, q0 + i);
+    return p.x + b * p.x_stride[0] + static_cast<int64_t>(g.y * p.resolution + g.x) * p.x_stride[1];
+  }, x_rows);
+  multiply<V>(rows, x_rows, p.x_stride[2], buf.wq, ld, width, p.channels,
+              [&](auto& acc, int r0, int valid, int col, int) {
+                for (int r = 0; r < valid; ++r)
+                  for (int c = 0; c < vecs_of(acc); ++c)  // whole vectors: wq and bq are zero-padded to ld
+                    V::store(buf.q + (r0 + r) * ld + col + c * W, acc[r][c] + V::load(buf.bq + col + c * W));
+              });
+}
+
+// scores[i][·] = bias of query q0 + i against every key; keys_padded and beyond are left for the caller.
+template <class V>
+void fill_bias(const Problem& p, const Plan& plan, const Buffers<V>& buf, int q0, int rows) {
+  constexpr int W = V::kWidth;
+  const int R = p.resolution;
+  for (int i = 0; i < rows; ++i) {
+    const GridPoint g = query_point<V>(p, q0 + i);
+    float* dst = buf.scores + static_cast<int64_t>(i) * plan.score_ld;
+    for (int yk = 0; yk < R; ++yk) {
+      const float* src = buf.bias + static_cast<int64_t>(std::abs(g.y - yk)) * plan.bias_ld + (R - 1 - g.x);
+      // Whole vectors: the overrun lands in the next key row (rewritten next) or the padding (score_ld slack).
+      for (int t = 0; t < R; t += W) V::store(dst + yk * R + t, V::load(src + t));
+    }
+  }
+}
+
+// Stable softmax of each score row in place (unnormalised) and 1/sum per row. Padded keys are set to -inf so they
+// weigh 0; a row whose scores are all -inf gives NaN, as torch.softmax does. Rows are walked kMaxWidth floats
+// (kU vectors, independent dependency chains) at a time: keys_padded is a multiple of it.
+template <class V>
+void softmax_rows(const Problem& p, const Plan& plan, const Buffers<V>& buf, int rows) {
+  constexpr int W = V::kWidth, kU = kMaxWidth / W;
+  const int nk = p.num_keys(), n = plan.keys_padded;
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int i = 0; i < rows; ++i) {
+    float* row = buf.scores + static_cast<int64_t>(i) * plan.score_ld;
+    std::fill(row + nk, row + n, neg_inf);
+    V vmax[kU];
+    for (int u = 0; u < kU; ++u) vmax[u] = V::set1(neg_inf);
+    for (int j = 0; j < n; j += kMaxWidth)
+      for (int u = 0; u < kU; ++u) vmax[u] = V::max(V::load(row + j + u * W), vmax[u]);
+    for (int u = 1; u < kU; ++u) vmax[0] = V::max(vmax[u], vmax[0]);
+    const V shift = V::set1(V::reduce_max(vmax[0]));
+    V vsum[kU];
+    for (int u = 0; u < kU; ++u) vsum[u] = V::zero();
+    for (int j = 0; j < n; j += kMaxWidth)
+      for (int u = 0; u < kU; ++u) {
+        const V e = simd::exp(V::load(row + j + u * W) - shift);
+        V::store(row + j + u * W, e);
+        vsum[u] = vsum[u] + e;
+      }
+    for (int u = 1; u < kU; ++u) vsum[0] = vsum[0] + vsum[u];
+    buf.row_scale[i] = 1.0f / V::reduce_add(vsum[0]);
+  }
+}
+
+template <class V>
+void attend_tile(const Problem& p, const Plan& plan, const Buffers<V>& buf, int b, int h, int q0, int rows) {
+  constexpr int W = V::kWidth;
+  const int nq = p.num_queries(), nk = p.num_keys();
+  const int64_t sld = plan.score_ld;
+
+  // Queries: projected into the workspace (shrink) or read in place.
+  const float* q_base = buf.q;
+  int64_t q_row_step = plan.key_dim_padded, q_step = 1;
+  if (p.shrink()) {
+    project_queries<V>(p, plan, buf, b, q0, rows);
+  } else {
+    q_base = p.q.row(b, h, q0);
+    q_row_step = p.q.stride[2];
+    q_step = p.q.stride[3];
+  }
+  const float* a_rows[kMaxTileRows + RegisterTile<V>::kRows];
+  row_pointers<V>(rows, [&](int i) { return q_base + i * q_row_step; }, a_rows);
+
+  fill_bias<V>(p, plan, buf, q0, rows);
+  const V scale = V::set1(p.scale);
+  multiply<V>(rows, a_rows, q_step, buf.kt, plan.keys_padded, plan.keys_padded, p.key_dim,
+              [&](auto& acc, int r0, int valid, int col, int) {
+                for (int r = 0; r < valid; ++r)
+                  for (int c = 0; c < vecs_of(acc); ++c) {  // keys_padded is a multiple of W: whole vectors
+                    float* s = buf.scores + (r0 + r) * sld + col + c * W;
+                    V::store(s, V::fma(acc[r][c], scale, V::load(s)));
+                  }
+              });
+
+  softmax_rows<V>(p, plan, buf, rows);
+
+  const bool v_in_place = p.v.stride[3] == 1;
+  const float* v_rows = v_in_place ? p.v.row(b, h, 0) : buf.v;
+  const int64_t v_ld = v_in_place ? p.v.stride[2] : plan.value_dim_padded;
+  const int64_t out_ld = static_cast<int64_t>(p.heads) * p.value_dim;
+  float* out = p.out + (static_cast<int64_t>(b) * nq + q0) * out_ld + static_cast<int64_t>(h) * p.value_dim;
+  row_pointers<V>(rows, [&](int i) { return buf.scores + i * sld; }, a_rows);
+  multiply<V>(rows, a_rows, 1, v_rows, v_ld, p.value_dim, nk, [&](auto& acc, int r0, int valid, int col, int cols) {
+    for (int r = 0; r < valid; ++r) {
+      const V row_scale = V::set1(buf.row_scale[r0 + r]);
+      float* o = out + (r0 + r) * out_ld + col;
+      for (int c = 0; c < vecs_of(acc); ++c) {
+        const V y = acc[r][c] * row_scale;
+        store_lanes(o + c * W, p.hardswish ? hardswish(y) : y, cols - c * W);
+      }
+    }
+  });
+}
+
+template <class V>
+void run_items(const Problem& p, const Plan& plan, int64_t begin, int64_t end, float* workspace) {
+  const Buffers<V> buf{workspace + plan.kt,     workspace + plan.v,         workspace + plan.bias,
+                       workspace + plan.scores, workspace + plan.row_scale, workspace + plan.q,
+                       workspace + plan.wq,     workspace + plan.bq};
+  const int64_t per_head = static_cast<int64_t>(p.batch) * plan.tiles;
+  const int nq = p.num_queries();
+  int head = -1, batch = -1;
+  for (int64_t item = begin; item < end; ++item) {
+    const int h = static_cast<int>(item / per_head);
+    const int b = static_cast<int>(item % per_head / plan.tiles);
+    const int tile = static_cast<int>(item % plan.tiles);
+    if (h != head) {
+      mirror_bias<V>(p, plan, h, buf.bias);
+      if (p.shrink()) pack_query_weight<V>(p, plan, h, buf.wq, buf.bq);
+      head = h;
+      batch = -1;
+    }
+    if (b != batch) {
+      pack_keys_transposed<V>(p, plan, b, h, buf.kt);
+      if (p.v.stride[3] != 1) pack_values<V>(p, plan, b, h, buf.v);
+      batch = b;
+    }
+    const int q0 = tile * plan.tile_rows;
+    attend_tile<V>(p, plan, buf, b, h, q0, std::min(plan.tile_rows, nq - q0));
+  }
+}
+
+}  // namespace levit::attention

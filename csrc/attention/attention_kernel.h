@@ -1,0 +1,86 @@
+// Torch-free interface of the attention kernels (biased_attention and shrink_attention): the problem as raw
+// pointers and element strides, the ISA-independent work plan, and one entry point per ISA variant.
+//
+// Per-ISA translation units include this header *before* their `#pragma GCC target`, so nothing declared here is
+// compiled for an AVX target.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace levit::attention {
+
+// A strided (B, H, N, C) fp32 view, strides in elements. Read in place: views into a packed qkv tensor work.
+struct View4 {
+  const float* data = nullptr;
+  int64_t stride[4] = {0, 0, 0, 0};
+  const float* row(int64_t b, int64_t h, int64_t n) const {
+    return data + b * stride[0] + h * stride[1] + n * stride[2];
+  }
+};
+
+// out = act(softmax(scale·q·kᵀ + bias[h, idx]) · v) as (B, Nq, H·Dv), idx = |yq·s − yk|·R + |xq·s − xk|.
+// biased_attention reads q; shrink_attention (x != nullptr) computes q = x[:, tokens of the stride-s grid] ·
+// q_weightᵀ + q_bias in the kernel instead.
+struct Problem {
+  int batch = 0, heads = 0;
+  int key_dim = 0;      // D
+  int value_dim = 0;    // Dv
+  int resolution = 0;   // R: keys on the R×R grid
+  int stride = 1;       // s: queries on every s-th point of it
+  float scale = 1.0f;
+  bool hardswish = false;
+  View4 q, k, v;        // (B, H, Nq, D), (B, H, Nk, D), (B, H, Nk, Dv)
+  const float* bias = nullptr;  // (H, R²)
+  int64_t bias_stride[2] = {0, 0};
+  float* out = nullptr;         // (B, Nq, H·Dv), contiguous
+  // shrink_attention only
+  const float* x = nullptr;     // (B, R², C)
+  int64_t x_stride[3] = {0, 0, 0};
+  int channels = 0;             // C
+  const float* q_weight = nullptr;  // (H·D, C)
+  int64_t q_weight_stride[2] = {0, 0};
+  const float* q_bias = nullptr;    // (H·D,)
+  int64_t q_bias_stride = 0;
+
+  bool shrink() const { return x != nullptr; }
+  int query_side() const { return (resolution - 1) / stride + 1; }
+  int num_queries() const { return query_side() * query_side(); }
+  int num_keys() const { return resolution * resolution; }
+};
+
+// Widest vector any variant uses: paddings below are multiples of it, so one plan (and one workspace layout)
+// serves every ISA.
+constexpr int kMaxWidth = 16;
+// Most queries per work item (bounds the kernels' row-pointer arrays).
+constexpr int kMaxTileRows = 48;
+
+// Work items are (head, batch, query tile), head-major: a thread's contiguous range of items shares the head's bias
+// table and projection weights and, tile after tile, the (batch, head) keys and values it packed.
+struct Plan {
+  int tile_rows = 0;         // queries per item
+  int tiles = 0;             // items per (batch, head)
+  int64_t items = 0;
+  int keys_padded = 0;       // Nk rounded up to kMaxWidth (rows of packed kᵀ)
+  int key_dim_padded = 0;    // D rounded up
+  int value_dim_padded = 0;  // Dv rounded up
+  int score_ld = 0;          // row length of the score tile
+  int bias_ld = 0;           // row length of the mirrored bias table
+  // Offsets (in floats) of each buffer in a thread's workspace, and its size.
+  size_t kt = 0, v = 0, bias = 0, scores = 0, q = 0, wq = 0, bq = 0, row_scale = 0, workspace_floats = 0;
+};
+
+Plan make_plan(const Problem& p);
+
+// Runs items [begin, end) of `plan`. `workspace`: plan.workspace_floats floats, 64-byte aligned, private to the
+// caller's thread. Every variant computes the same thing; the scalar one is the reference for the others.
+using RunFn = void (*)(const Problem&, const Plan&, int64_t begin, int64_t end, float* workspace);
+void run_scalar(const Problem& p, const Plan& plan, int64_t begin, int64_t end, float* workspace);
+#if defined(__x86_64__) || defined(_M_X64)
+void run_avx2(const Problem& p, const Plan& plan, int64_t begin, int64_t end, float* workspace);
+void run_avx512(const Problem& p, const Plan& plan, int64_t begin, int64_t end, float* workspace);
+#endif
+#if defined(__aarch64__)
+void run_neon(const Problem& p, const Plan& plan, int64_t begin, int64_t end, float* workspace);
+#endif
+
+}  // namespace levit::attention

@@ -1,0 +1,108 @@
+// Tiny shared harness of the standalone (torch-free) kernel test programs in csrc/tests: each <family>_test.cpp is
+// its own program (built and run by scripts/neon_test.sh) that checks every ISA variant this build and CPU can run
+// (the SIMD ones against the scalar one and against a float64 reference) and ends with "N passed, M failed".
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/isa.h"
+
+namespace levit::test {
+
+constexpr double kFp32Rtol = 1e-5;  // levit_kernels.tolerances.KERNEL_RTOL[torch.float32]
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+struct Rng {
+  std::mt19937_64 gen;
+  explicit Rng(uint64_t seed) : gen(seed) {}
+  std::vector<float> normal(size_t n, float scale = 1.0f) {
+    std::normal_distribution<float> dist(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = dist(gen);
+    return v;
+  }
+};
+
+// The project's error measure (levit_kernels.tolerances.max_rel_error): max|out − ref| / max(max|ref|, 1); a NaN or
+// inf anywhere gives infinity.
+template <class Ref>
+double max_rel_error(const float* out, const Ref* ref, size_t n) {
+  double err = 0.0, scale = 1.0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(out[i]) || !std::isfinite(static_cast<double>(ref[i])))
+      return std::numeric_limits<double>::infinity();
+    err = std::max(err, std::abs(static_cast<double>(out[i]) - static_cast<double>(ref[i])));
+    scale = std::max(scale, std::abs(static_cast<double>(ref[i])));
+  }
+  return err / scale;
+}
+
+// Variants compiled into this program and runnable on this CPU.
+inline std::vector<Isa> runnable_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kNeon}) {
+    if (isa_supported(isa))
+      out.push_back(isa);
+    else
+      std::printf("skip %s: not supported by this CPU or build\n", isa_name(isa));
+  }
+  return out;
+}
+
+// First argument: the seed (default: random, printed so a failure can be replayed).
+inline uint64_t seed_from_args(int argc, char** argv, const char* program) {
+  const uint64_t seed = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : std::random_device{}();
+  std::printf("%s seed %llu (rerun: %s %llu)\n", program, static_cast<unsigned long long>(seed), program,
+              static_cast<unsigned long long>(seed));
+  return seed;
+}
+
+class Results {
+ public:
+  // Records one check; prints the printf-style description when it fails.
+  bool check(bool ok, const char* fmt, ...) {
+    ok ? ++passed_ : ++failed_;
+    if (!ok) {
+      std::va_list args;
+      va_start(args, fmt);
+      std::printf("FAIL ");
+      std::vprintf(fmt, args);
+      std::printf("\n");
+      va_end(args);
+    }
+    return ok;
+  }
+  int finish() const {
+    std::printf("%d passed, %d failed\n", passed_, failed_);
+    return failed_ == 0 && passed_ > 0 ? 0 : 1;
+  }
+
+ private:
+  int passed_ = 0, failed_ = 0;
+};
+
+// 64-byte aligned float buffer (the kernels' workspace contract), filled with NaN so unwritten reads show.
+class AlignedBuffer {
+ public:
+  explicit AlignedBuffer(size_t floats)
+      : data_(static_cast<float*>(std::aligned_alloc(64, (std::max<size_t>(floats, 1) * 4 + 63) / 64 * 64))) {
+    std::fill(data_, data_ + floats, kNaN);
+  }
+  ~AlignedBuffer() { std::free(data_); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  float* data() { return data_; }
+
+ private:
+  float* data_;
+};
+
+}  // namespace levit::test
