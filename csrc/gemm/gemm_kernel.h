@@ -1,0 +1,163 @@
+// Register-blocked GEMM micro-kernel with a fused epilogue, templated over the SIMD vector type V.
+// Include only from a per-ISA translation unit, after common/kernel_prelude.h, its `#pragma GCC target` and its
+// vec header. Everything here is in an unnamed namespace, so each ISA's translation unit has its own copy and no
+// symbol compiled for one target is shared with another.
+#pragma once
+#include "common/kernel_prelude.h"
+#include "gemm/gemm.h"
+
+namespace levit::gemm {
+namespace {
+
+template <class V>
+inline V hardswish(V x) {  // x · relu6(x + 3) / 6
+  const V gate = V::min(V::max(x + V::set1(3.0f), V::zero()), V::set1(6.0f));
+  return x * gate * V::set1(1.0f / 6.0f);
+}
+
+// First `count` lanes from p (count may be ≤ 0: nothing is read).
+template <class V>
+inline V load_cols(const float* p, int count) {
+  return count >= V::kWidth ? V::load(p) : V::load_partial(p, count > 0 ? count : 0);
+}
+
+template <class V>
+inline void store_cols(float* p, V v, int count) {
+  if (count >= V::kWidth)
+    V::store(p, v);
+  else if (count > 0)
+    V::store_partial(p, v, count);
+}
+
+// What the last K block applies to the accumulators before the store; pointers already offset to the tile.
+struct Epilogue {
+  const float* bias;      // or null
+  const float* residual;  // or null
+  int64_t ldr;
+  Activation act;
+};
+
+struct Tile {
+  const float* a;  // R rows of x, this K block
+  int64_t lda;
+  const float* b;  // kc × NR of a packed panel
+  int64_t kc;
+  float* c;  // R × n_valid of the output
+  int64_t ldc;
+  int n_valid;             // columns of the tile inside the output (≤ NR)
+  bool accumulate;         // add the partial sums earlier K blocks stored in c
+  const Epilogue* finish;  // null unless this is the last K block
+};
+
+// R × (NV·W) accumulators live in registers across the K loop: per k, NV vector loads of the packed panel and R
+// broadcasts of x feed R·NV independent FMAs. The epilogue runs on the registers; c is written once per K block.
+template <class V, int R, int NV>
+void micro_tile(const Tile& t) {
+  constexpr int W = V::kWidth, NR = NV * W;
+  V acc[R][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+
+  const float* a = t.a;
+  const float* b = t.b;
+  for (int64_t k = 0; k < t.kc; ++k, b += NR) {
+    V bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * W);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const V av = V::set1(a[r * t.lda + k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(av, bv[v], acc[r][v]);
+    }
+  }
+
+  if (t.accumulate) {
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = acc[r][v] + load_cols<V>(t.c + r * t.ldc + v * W, t.n_valid - v * W);
+  }
+  if (const Epilogue* e = t.finish) {
+    if (e->bias != nullptr) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const V bias = load_cols<V>(e->bias + v * W, t.n_valid - v * W);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) acc[r][v] = acc[r][v] + bias;
+      }
+    }
+    if (e->act == Activation::kHardswish) {
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[r][v] = hardswish(acc[r][v]);
+    }
+    if (e->residual != nullptr) {
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v)
+          acc[r][v] = acc[r][v] + load_cols<V>(e->residual + r * e->ldr + v * W, t.n_valid - v * W);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) store_cols<V>(t.c + r * t.ldc + v * W, acc[r][v], t.n_valid - v * W);
+}
+
+// micro_tile with R = rows, for rows in 1..MR (the last row tile of a block may be short); full tiles match first.
+template <class V, int MR, int NV>
+inline void row_tile(int rows, const Tile& t) {
+  if constexpr (MR == 1) {
+    micro_tile<V, 1, NV>(t);
+  } else {
+    if (rows == MR)
+      micro_tile<V, MR, NV>(t);
+    else
+      row_tile<V, MR - 1, NV>(rows, t);
+  }
+}
+
+// Loop nest: K blocks (a kc × NR slice of one panel stays in L1) → column panels → row tiles of MR.
+template <class V, int MR, int NV, int KC>
+void linear_block(const LinearArgs& args, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  constexpr int NR = NV * V::kWidth;
+  const int64_t k = args.k;
+  for (int64_t k0 = 0;; k0 += KC) {  // runs once even when k == 0, for the epilogue
+    const int64_t kc = std::min<int64_t>(KC, k - k0);
+    const bool last = k0 + kc >= k;
+    for (int64_t j = n0; j < n1; j += NR) {
+      const Epilogue finish{args.bias ? args.bias + j : nullptr, args.residual ? args.residual + j : nullptr,
+                            args.ldr, args.act};
+      Tile t{};
+      t.lda = args.ldx;
+      t.b = args.packed + (j / NR) * k * NR + k0 * NR;
+      t.kc = kc;
+      t.ldc = args.ldo;
+      t.n_valid = static_cast<int>(std::min<int64_t>(NR, n1 - j));
+      t.accumulate = k0 > 0;
+      for (int64_t i = m0; i < m1; i += MR) {
+        const int rows = static_cast<int>(std::min<int64_t>(MR, m1 - i));
+        t.a = args.x + i * args.ldx + k0;
+        t.c = args.out + i * args.ldo + j;
+        Epilogue rows_finish = finish;
+        if (rows_finish.residual != nullptr) rows_finish.residual += i * args.ldr;
+        t.finish = last ? &rows_finish : nullptr;
+        row_tile<V, MR, NV>(rows, t);
+      }
+    }
+    if (last) break;
+  }
+}
+
+template <class V, int MR, int NV, int KC>
+constexpr Kernels make_kernels() {
+  return Kernels{Geometry{MR, NV * V::kWidth, KC}, &linear_block<V, MR, NV, KC>};
+}
+
+}  // namespace
+}  // namespace levit::gemm
