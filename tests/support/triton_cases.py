@@ -1,0 +1,158 @@
+"""Inputs, float64 references and LeViT shapes for the Triton backend tests (tests/test_triton*.py) and the GPU
+benchmark: drawn from a torch.Generator (reproducible from the test's seed) and moved to the device."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from levit_kernels import reference
+from levit_kernels.reference import query_grid_side
+
+
+def randn(gen, *shape, dtype, device, scale=1.0):
+    """Normal values drawn on the generator's device (a CUDA generator keeps batch-2048 inputs fast)."""
+    return (torch.randn(*shape, generator=gen, device=gen.device) * scale).to(dtype=dtype, device=device)
+
+
+def as_float64(tensors):
+    return [None if t is None else t.detach().to(torch.float64) for t in tensors]
+
+
+def in_chunks(fn, batched, *args, chunk=256):
+    """fn(*args) computed over slices of the batch (dim 0 of the first ``batched`` args), concatenated: keeps the
+    float64 reference of a batch-2048 problem within GPU memory."""
+    b = args[0].shape[0]
+    parts = [fn(*[a[i:i + chunk] for a in args[:batched]], *args[batched:]) for i in range(0, max(b, 1), chunk)]
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def attention_inputs(gen, b, h, r, stride, d, dv, dtype, device, packed=False):
+    """(q, k, v, attention_biases). ``packed``: k and v are strided views of one (B, Nk, H·(D+Dv)) tensor (q of
+    another when stride > 1, else of the same qkv tensor), laid out per token as the LeViT projections emit them."""
+    nq, nk = query_grid_side(r, stride) ** 2, r * r
+    biases = randn(gen, h, nk, dtype=dtype, device=device)
+    if not packed:
+        return (randn(gen, b, h, nq, d, dtype=dtype, device=device),
+                randn(gen, b, h, nk, d, dtype=dtype, device=device),
+                randn(gen, b, h, nk, dv, dtype=dtype, device=device), biases)
+    if stride == 1:
+        qkv = randn(gen, b, nk, h, 2 * d + dv, dtype=dtype, device=device)
+        q, k, v = qkv.split([d, d, dv], dim=3)
+    else:
+        kv = randn(gen, b, nk, h, d + dv, dtype=dtype, device=device)
+        k, v = kv.split([d, dv], dim=3)
+        q = randn(gen, b, nq, h, d, dtype=dtype, device=device)
+    return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), biases
+
+
+def attention_reference(q, k, v, biases, r, stride, activation):
+    return in_chunks(reference.biased_attention, 3, *as_float64([q, k, v, biases]), r, stride, None, activation)
+
+
+def shrink_inputs(gen, b, h, r, stride, c, d, dv, dtype, device, packed=False):
+    """(x, q_weight, q_bias, k, v, attention_biases); ``packed``: k, v views of one kv tensor and x a column slice
+    of a wider tensor (row stride ≠ C)."""
+    _, k, v, biases = attention_inputs(gen, b, h, r, stride, d, dv, dtype, device, packed)
+    x = randn(gen, b, r * r, c + (5 if packed else 0), dtype=dtype, device=device)[..., :c]
+    q_weight = randn(gen, h * d, c, dtype=dtype, device=device, scale=c ** -0.5)
+    q_bias = randn(gen, h * d, dtype=dtype, device=device)
+    return x, q_weight, q_bias, k, v, biases
+
+
+def shrink_reference(x, q_weight, q_bias, k, v, biases, r, stride, activation):
+    x, q_weight, q_bias, k, v, biases = as_float64([x, q_weight, q_bias, k, v, biases])
+
+    def per_chunk(x, k, v):
+        return reference.shrink_attention(x, q_weight, q_bias, k, v, biases, r, stride, None, activation)
+
+    return in_chunks(per_chunk, 3, x, k, v)
+
+
+def linear_inputs(gen, lead_shape, c, n, dtype, device, bias=True, residual=False):
+    x = randn(gen, *lead_shape, c, dtype=dtype, device=device)
+    weight = randn(gen, n, c, dtype=dtype, device=device, scale=c ** -0.5)
+    b = randn(gen, n, dtype=dtype, device=device) if bias else None
+    res = randn(gen, *lead_shape, n, dtype=dtype, device=device) if residual else None
+    return x, weight, b, res
+
+
+def linear_reference(x, weight, bias, activation, residual):
+    x, weight, bias, residual = as_float64([x, weight, bias, residual])
+    if residual is None:
+        return in_chunks(reference.linear, 1, x, weight, bias, activation)
+    return in_chunks(lambda x, r: reference.linear(x, weight, bias, activation, r), 2, x, residual)
+
+
+def mlp_reference(x, w1, b1, w2, b2, activation, residual):
+    return in_chunks(reference.mlp, 1, *as_float64([x, w1, b1, w2, b2]), activation, residual)
+
+
+def mlp_inputs(gen, lead_shape, c, hidden, c_out, dtype, device):
+    x = randn(gen, *lead_shape, c, dtype=dtype, device=device)
+    w1 = randn(gen, hidden, c, dtype=dtype, device=device, scale=c ** -0.5)
+    b1 = randn(gen, hidden, dtype=dtype, device=device)
+    w2 = randn(gen, c_out, hidden, dtype=dtype, device=device, scale=hidden ** -0.5)
+    b2 = randn(gen, c_out, dtype=dtype, device=device)
+    return x, w1, b1, w2, b2
+
+
+# ---- LeViT shapes (paper Table 2; see /work/shared/reference/levit-facts.md) ----------------------------------------
+# variant: (widths C per stage, key dim D, heads per stage). Stage resolutions 14, 7, 4; stage attention value dim
+# 2D, qkv width H·4D; shrink attention between stages: H = C_in / D, value dim 4D, stride 2; MLPs C → 2C → C.
+LEVIT_VARIANTS = {
+    "128S": ((128, 256, 384), 16, (4, 6, 8)),
+    "128": ((128, 256, 384), 16, (4, 8, 12)),
+    "192": ((192, 288, 384), 32, (3, 5, 6)),
+    "256": ((256, 384, 512), 32, (4, 6, 8)),
+    "384": ((384, 512, 768), 32, (6, 9, 12)),
+}
+RESOLUTIONS = (14, 7, 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionShape:
+    r: int
+    stride: int
+    h: int
+    d: int
+    dv: int
+    c: int  # input width (shrink: channels of x)
+
+
+def levit_attention_shapes(variant: str) -> list[AttentionShape]:
+    widths, d, heads = LEVIT_VARIANTS[variant]
+    return [AttentionShape(r, 1, h, d, 2 * d, c) for r, c, h in zip(RESOLUTIONS, widths, heads)]
+
+
+def levit_shrink_shapes(variant: str) -> list[AttentionShape]:
+    widths, d, _ = LEVIT_VARIANTS[variant]
+    return [AttentionShape(r, 2, c // d, d, 4 * d, c) for r, c in zip(RESOLUTIONS[:2], widths[:2])]
+
+
+def levit_linear_shapes(variant: str) -> list[tuple[int, int, int]]:
+    """(tokens per image, C_in, C_out) of every projection: qkv, proj, shrink q/kv/proj, MLP layers."""
+    widths, d, heads = LEVIT_VARIANTS[variant]
+    shapes = set()
+    for r, c, h in zip(RESOLUTIONS, widths, heads):
+        shapes |= {(r * r, c, h * 4 * d), (r * r, h * 2 * d, c), (r * r, c, 2 * c), (r * r, 2 * c, c)}
+    for s in levit_shrink_shapes(variant):
+        c_out = widths[RESOLUTIONS.index(s.r) + 1]
+        nq = query_grid_side(s.r, 2) ** 2
+        shapes |= {(nq, s.c, s.h * s.d), (s.r * s.r, s.c, s.h * 5 * s.d), (nq, s.h * s.dv, c_out)}
+    return sorted(shapes)
+
+
+def levit_mlp_shapes(variant: str) -> list[tuple[int, int]]:
+    """(tokens per image, C) of every residual MLP (C → 2C → C)."""
+    widths, _, _ = LEVIT_VARIANTS[variant]
+    return [(r * r, c) for r, c in zip(RESOLUTIONS, widths)]
+
+
+def unique(shapes_by_variant):
+    """Distinct shapes over all variants, each with the first variant naming it (for test ids)."""
+    seen = {}
+    for variant in LEVIT_VARIANTS:
+        for shape in shapes_by_variant(variant):
+            seen.setdefault(shape, variant)
+    return [(variant, shape) for shape, variant in seen.items()]
