@@ -6,6 +6,7 @@ import dataclasses
 
 import torch
 
+from levit import config as levit_config
 from levit_kernels import reference
 from levit_kernels.reference import query_grid_side
 
@@ -97,19 +98,7 @@ def mlp_inputs(gen, lead_shape, c, hidden, c_out, dtype, device):
     return x, w1, b1, w2, b2
 
 
-# ---- LeViT shapes (paper Table 2; see /work/shared/reference/levit-facts.md) ----------------------------------------
-# variant: (widths C per stage, key dim D, heads per stage). Stage resolutions 14, 7, 4; stage attention value dim
-# 2D, qkv width H·4D; shrink attention between stages: H = C_in / D, value dim 4D, stride 2; MLPs C → 2C → C.
-LEVIT_VARIANTS = {
-    "128S": ((128, 256, 384), 16, (4, 6, 8)),
-    "128": ((128, 256, 384), 16, (4, 8, 12)),
-    "192": ((192, 288, 384), 32, (3, 5, 6)),
-    "256": ((256, 384, 512), 32, (4, 6, 8)),
-    "384": ((384, 512, 768), 32, (6, 9, 12)),
-}
-RESOLUTIONS = (14, 7, 4)
-
-
+# ---- LeViT shapes, from levit.config (the model's own op shapes) ----------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class AttentionShape:
     r: int
@@ -120,39 +109,40 @@ class AttentionShape:
     c: int  # input width (shrink: channels of x)
 
 
+def _blocks(variant: str, kind: str):
+    return [b for b in levit_config.op_shapes(variant) if b.kind == kind]
+
+
 def levit_attention_shapes(variant: str) -> list[AttentionShape]:
-    widths, d, heads = LEVIT_VARIANTS[variant]
-    return [AttentionShape(r, 1, h, d, 2 * d, c) for r, c, h in zip(RESOLUTIONS, widths, heads)]
+    return [AttentionShape(b.resolution, b.stride, b.heads, b.key_dim, b.value_dim, b.channels)
+            for b in _blocks(variant, "attention")]
 
 
 def levit_shrink_shapes(variant: str) -> list[AttentionShape]:
-    widths, d, _ = LEVIT_VARIANTS[variant]
-    return [AttentionShape(r, 2, c // d, d, 4 * d, c) for r, c in zip(RESOLUTIONS[:2], widths[:2])]
+    return [AttentionShape(b.resolution, b.stride, b.heads, b.key_dim, b.value_dim, b.in_channels)
+            for b in _blocks(variant, "shrink")]
+
+
+def levit_mlp_shapes(variant: str) -> list[tuple[int, int, int]]:
+    """(tokens per image, C, hidden) of every MLP."""
+    return [(b.tokens, b.channels, b.hidden) for b in _blocks(variant, "mlp")]
 
 
 def levit_linear_shapes(variant: str) -> list[tuple[int, int, int]]:
-    """(tokens per image, C_in, C_out) of every projection: qkv, proj, shrink q/kv/proj, MLP layers."""
-    widths, d, heads = LEVIT_VARIANTS[variant]
-    shapes = set()
-    for r, c, h in zip(RESOLUTIONS, widths, heads):
-        shapes |= {(r * r, c, h * 4 * d), (r * r, h * 2 * d, c), (r * r, c, 2 * c), (r * r, 2 * c, c)}
-    for s in levit_shrink_shapes(variant):
-        c_out = widths[RESOLUTIONS.index(s.r) + 1]
-        nq = query_grid_side(s.r, 2) ** 2
-        shapes |= {(nq, s.c, s.h * s.d), (s.r * s.r, s.c, s.h * 5 * s.d), (nq, s.h * s.dv, c_out)}
-    return sorted(shapes)
-
-
-def levit_mlp_shapes(variant: str) -> list[tuple[int, int]]:
-    """(tokens per image, C) of every residual MLP (C → 2C → C)."""
-    widths, _, _ = LEVIT_VARIANTS[variant]
-    return [(r * r, c) for r, c in zip(RESOLUTIONS, widths)]
+    """(tokens per image, C_in, C_out) of every projection of the transformer blocks."""
+    shapes = []
+    for b in levit_config.op_shapes(variant):
+        for name, (c_in, c_out) in b.linears.items():
+            # A shrink's q and proj run on the subsampled grid only.
+            tokens = b.queries if b.kind == "shrink" and name in ("q", "proj") else b.resolution ** 2
+            shapes.append((tokens, c_in, c_out))
+    return shapes
 
 
 def unique(shapes_by_variant):
     """Distinct shapes over all variants, each with the first variant naming it (for test ids)."""
     seen = {}
-    for variant in LEVIT_VARIANTS:
+    for variant in levit_config.MODEL_NAMES:
         for shape in shapes_by_variant(variant):
             seen.setdefault(shape, variant)
     return [(variant, shape) for shape, variant in seen.items()]

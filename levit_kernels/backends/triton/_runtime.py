@@ -63,6 +63,11 @@ def assert_dot_shape(kernel: str, m: int, n: int, k: int):
 
 
 def configs(gpu_configs, interpreted_config):
-    """Autotune candidates: the GPU list, or one fixed config when interpreted (multi-config autotune needs a
-    driver to time them)."""
-    return [interpreted_config] if interpreting() else list(gpu_configs)
+    """Autotune candidates: the GPU list; its first entry alone when LEVIT_KERNELS_TRITON_AUTOTUNE=0 (quick
+    compiles for shape sweeps in tests); one fixed config when interpreted (multi-config autotune needs a driver
+    to time them). Read when the kernel modules are imported."""
+    if interpreting():
+        return [interpreted_config]
+    if os.environ.get("LEVIT_KERNELS_TRITON_AUTOTUNE", "1") == "0":
+        return [gpu_configs[0]]
+    return list(gpu_configs)

@@ -95,8 +95,10 @@ def store_token_major(out_ptr, o, row_bh, row_i, row_ok, so_b, so_n, so_c,
 
 def query_tile_configs(prune_key: str):
     """Autotune space shared by the attention kernels: query tile, tiles per program (K/V reuse), warps."""
-    gpu = [triton.Config({"BLOCK_M": bm, "TILES": tiles}, num_warps=warps, num_stages=1)
-           for bm in (16, 32, 64, 128) for tiles in (1, 4) for warps in (4, 8)]
+    default = triton.Config({"BLOCK_M": 32, "TILES": 1}, num_warps=4, num_stages=1)
+    gpu = [default] + [triton.Config({"BLOCK_M": bm, "TILES": tiles}, num_warps=warps, num_stages=1)
+                       for bm in (16, 32, 64, 128) for tiles in (1, 4) for warps in (4, 8)
+                       if (bm, tiles, warps) != (32, 1, 4)]
     # Interpreted: small tiles and two per program so the tile loop and the multi-program grid both run.
     interpreted = triton.Config({"BLOCK_M": 16, "TILES": 2}, num_warps=4, num_stages=1)
 
@@ -106,10 +108,10 @@ def query_tile_configs(prune_key: str):
                 and (c.kwargs["TILES"] == 1 or c.kwargs["BLOCK_M"] < rows)]
         return kept or configs[:1]
 
-    return _runtime.configs(gpu, interpreted), {"early_config_prune": prune}
+    return gpu, _runtime.configs(gpu, interpreted), {"early_config_prune": prune}
 
 
-_CONFIGS, _PRUNE = query_tile_configs("PACKED_ROWS")
+GPU_CONFIGS, _CONFIGS, _PRUNE = query_tile_configs("PACKED_ROWS")
 
 
 @triton.autotune(configs=_CONFIGS, key=["R", "STRIDE", "H", "D", "DV", "G"], prune_configs_by=_PRUNE)
@@ -142,7 +144,7 @@ def pairs_per_program(nk: int, heads_total: int) -> int:
     return max(1, min(PACK_COLUMNS // nk, heads_total))
 
 
-def attention_tiles(kernel_name, nq, nk, d, dv, g, configs):
+def attention_tiles(kernel_name, nk, d, dv, g, configs):
     """Padded tile sides (BLOCK_N, D_PAD, DV_PAD) and the GPU tl.dot constraint check for every config."""
     block_n, d_pad, dv_pad = _runtime.block(g * nk), _runtime.block(d), _runtime.block(dv)
     for config in configs:
@@ -162,7 +164,7 @@ def biased_attention(q, k, v, attention_biases, resolution, stride, scale, activ
     if out.numel() == 0:
         return out
     g = pairs_per_program(nk, b * h)
-    block_n, d_pad, dv_pad = attention_tiles("biased_attention", nq, nk, d, dv, g, _CONFIGS)
+    block_n, d_pad, dv_pad = attention_tiles("biased_attention", nk, d, dv, g, _CONFIGS)
     _biased_attention_kernel[attention_grid(b * h, g, g * nq)](
         q, k, v, attention_biases, out, *q.stride(), *k.stride(), *v.stride(), *attention_biases.stride(),
         *out.stride(), b * h, scale,

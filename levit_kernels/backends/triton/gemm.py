@@ -53,15 +53,28 @@ def matmul_wt(acc, x_ptr, sx_m, sx_k, rows, row_ok, w_ptr, sw_n, sw_k, cols, col
     return acc
 
 
+def check_dots(kernel, configs):
+    """Every tl.dot of every config meets the GPU shape rule (the tiles are fixed by the config alone)."""
+    for config in configs:
+        c = config.kwargs
+        if kernel == "linear":
+            dots = [(c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"])]
+        else:  # mlp: x·w1ᵀ slice, then hidden slice · w2ᵀ
+            dots = [(c["BLOCK_M"], c["BLOCK_H"], c["BLOCK_K"]), (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_H"])]
+        for m, n, k in dots:
+            _runtime.assert_dot_shape(kernel, m, n, k)
+
+
 def _linear_configs():
     gpu = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
            for bm, bn, bk, w, s in ((128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3),
                                     (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
                                     (128, 128, 32, 4, 4), (64, 32, 64, 4, 4))]
-    return _runtime.configs(gpu, triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4))
+    return gpu, _runtime.configs(gpu, triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4))
 
 
-_LINEAR_CONFIGS = _linear_configs()
+GPU_LINEAR_CONFIGS, _LINEAR_CONFIGS = _linear_configs()
+check_dots("linear", _LINEAR_CONFIGS)
 
 
 @triton.autotune(configs=_LINEAR_CONFIGS, key=["M", "N", "K", "HAS_RES"])
@@ -88,13 +101,6 @@ def _linear_kernel(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, M, N, K, sx_m, sx_k
     store_tile(out_ptr, acc, rows, cols, row_ok, col_ok, so_m, so_n)
 
 
-def _check_dots(kernel, configs, sides):
-    """Every tl.dot of every config meets the GPU shape rule; ``sides`` maps a config to its dots' (M, N, K)."""
-    for config in configs:
-        for m, n, k in sides(config.kwargs):
-            _runtime.assert_dot_shape(kernel, m, n, k)
-
-
 def _rows(t, width):
     """t (..., width) as an (M, width) matrix (a view when the layout allows)."""
     return t.reshape(-1, width)
@@ -105,7 +111,6 @@ def linear(x, weight, bias, activation, residual):
     out = _debug.new_output((*x.shape[:-1], n), x)
     if out.numel() == 0:
         return out
-    _check_dots("linear", _LINEAR_CONFIGS, lambda c: [(c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"])])
     x2, out2 = _rows(x, k), out.view(-1, n)
     res2 = _rows(residual, n) if residual is not None else out2  # out2 only fills the slot: never read
     bias_arg = bias if bias is not None else weight  # likewise
@@ -122,22 +127,25 @@ def linear(x, weight, bias, activation, residual):
 
 
 def _mlp_configs():
+    # Output tiles up to 16K fp32 accumulators: 4 warps up to 8K, 8 warps from 8K.
+    shapes = [(bm, bn, bh, w, 3) for bm in (32, 64, 128) for bn in (64, 128, 256, 512) for bh in (32, 64)
+              for w in (4, 8) if bm * bn <= 16384 and (w == 4) == (bm * bn <= 8192)]
     gpu = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_H": bh, "BLOCK_K": 64}, num_warps=w, num_stages=s)
-           for bm in (32, 64, 128) for bn in (64, 128, 256, 512) for bh in (32, 64) for w in (4, 8) for s in (2, 3)
-           if bm * bn <= 128 * 128 and (w == 8 or bm * bn <= 64 * 128)]
+           for bm, bn, bh, w, s in [(64, 128, 64, 4, 2)] + shapes]  # the first is the untuned default
     # Interpreted: output tiles narrower than the test widths, so the recompute-per-output-tile path runs too.
     interpreted = triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_H": 16, "BLOCK_K": 16}, num_warps=4)
 
     def prune(configs, named_args, **kwargs):
-        c_out = _runtime.block({**named_args, **kwargs}["C_OUT"])
-        # At most two output tiles (the hidden slices are recomputed per tile), none wider than the output.
-        kept = [c for c in configs if c_out // 2 <= c.kwargs["BLOCK_N"] <= c_out]
+        c_out = {**named_args, **kwargs}["C_OUT"]
+        # At most three output tiles (the hidden slices are recomputed per tile), none wider than the output.
+        kept = [c for c in configs if c_out <= 3 * c.kwargs["BLOCK_N"] <= 3 * _runtime.block(c_out)]
         return kept or configs[:1]
 
-    return _runtime.configs(gpu, interpreted), {"early_config_prune": prune}
+    return gpu, _runtime.configs(gpu, interpreted), {"early_config_prune": prune}
 
 
-_MLP_CONFIGS, _MLP_PRUNE = _mlp_configs()
+GPU_MLP_CONFIGS, _MLP_CONFIGS, _MLP_PRUNE = _mlp_configs()
+check_dots("mlp", _MLP_CONFIGS)
 
 
 @triton.autotune(configs=_MLP_CONFIGS, key=["M", "C", "HID", "C_OUT"], prune_configs_by=_MLP_PRUNE)
@@ -171,8 +179,6 @@ def mlp(x, w1, b1, w2, b2, activation, residual):
     out = _debug.new_output((*x.shape[:-1], c_out), x)
     if out.numel() == 0:
         return out
-    _check_dots("mlp", _MLP_CONFIGS, lambda c: [(c["BLOCK_M"], c["BLOCK_H"], c["BLOCK_K"]),
-                                               (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_H"])])
     x2, out2 = _rows(x, c), out.view(-1, c_out)
     m = x2.shape[0]
 

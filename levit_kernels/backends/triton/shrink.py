@@ -61,6 +61,14 @@ def _shrink_attention_kernel(x_ptr, wq_ptr, bq_ptr, k_ptr, v_ptr, bias_ptr, out_
         store_token_major(out_ptr, o, row_bh, row_i, row_ok, so_b, so_n, so_c, H, DV, DV_PAD, ACT)
 
 
+def projection_tile(c, d_pad, configs):
+    """BLOCK_C, the channel chunk of the query projection, after checking its tl.dot against the GPU rule."""
+    block_c = min(64, _runtime.block(c))
+    for config in configs:
+        _runtime.assert_dot_shape("shrink_attention", config.kwargs["BLOCK_M"], d_pad, block_c)  # x·w_qᵀ
+    return block_c
+
+
 def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale, activation):
     b, h, nk, d = k.shape
     dv, c = v.shape[3], x.shape[2]
@@ -68,10 +76,8 @@ def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, st
     out = _debug.new_output((b, nq, h * dv), x)
     if out.numel() == 0:
         return out
-    block_n, d_pad, dv_pad = attention_tiles("shrink_attention", nq, nk, d, dv, 1, _CONFIGS)
-    block_c = min(64, _runtime.block(c))
-    for config in _CONFIGS:
-        _runtime.assert_dot_shape("shrink_attention", config.kwargs["BLOCK_M"], d_pad, block_c)  # x·w_qᵀ
+    block_n, d_pad, dv_pad = attention_tiles("shrink_attention", nk, d, dv, 1, _CONFIGS)
+    block_c = projection_tile(c, d_pad, _CONFIGS)
     _shrink_attention_kernel[attention_grid(b * h, 1, nq)](
         x, q_weight, q_bias, k, v, attention_biases, out, *x.stride(), *q_weight.stride(), *q_bias.stride(),
         *k.stride(), *v.stride(), *attention_biases.stride(), *out.stride(), b * h, scale,
