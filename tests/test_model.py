@@ -246,6 +246,30 @@ def test_bias_cache_dropped_by_device_and_dtype_moves(gen, small, move):
         torch.testing.assert_close(out, _fresh_output(small, x.to(dtype)), rtol=0, atol=0)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bias_cache_dropped_by_cuda_and_back(monkeypatch, gen, small):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # compare full fp32 with the CPU
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    x = _images(gen, 1)
+    cpu_out = _run(small, x)
+    small.cuda()
+    assert all(m._bias_cache is None for m in _attentions(small))
+    cuda_out = _run(small, x.cuda())
+    assert all(m._bias_cache[1].device.type == "cuda" for m in _attentions(small))
+    assert tolerances.max_rel_error(cuda_out.cpu(), cpu_out) <= tolerances.MODEL_FP32_RTOL
+    small.cpu()
+    assert all(m._bias_cache is None for m in _attentions(small))
+    torch.testing.assert_close(_run(small, x), cpu_out, rtol=0, atol=0)
+
+
+def test_other_image_sizes(gen):
+    model = levit.create_model("levit_128s", img_size=160).eval()  # token grids 10 → 5 → 3
+    assert [s.resolution for s in model.block_shapes if s.kind == "shrink"] == [10, 5]
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 160, 160, generator=gen)).shape == (1, 1000)
+    assert levit.count_macs("levit_128s", img_size=160) < levit.count_macs("levit_128s")
+
+
 def test_bias_cache_follows_in_place_edits(gen, small):
     x = _images(gen, 1)
     _run(small, x)
