@@ -71,11 +71,22 @@ def attend(q, kt, v, row_bh, row_i, row_ok, col_bh, col_j, col_ok, bias_ptr, sbi
     row_h = row_bh % H
     bias = tl.load(bias_ptr + row_h[:, None] * sbias_h + idx * sbias_i, mask=valid, other=0.0)
     logits = tl.where(valid, (s * scale + bias.to(tl.float32)) * LOG2E, float("-inf"))
-    # Padding rows have no valid key: keep their max finite so they produce no NaN (they are never stored).
-    row_max = tl.maximum(tl.max(logits, 1), -1e30)
+    # Padding rows have no valid key: keep their max finite so they produce no NaN (they are never stored). A real
+    # row whose every score is -inf gets NaN, as torch.softmax gives.
+    row_max = tl.where(row_ok, tl.max(logits, 1), 0.0)
     p = tl.exp2(logits - row_max[:, None])
     row_sum = tl.sum(p, 1)
     o = tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+    if G > 1:
+        # Cross-pair weights are 0, but 0·NaN and 0·inf are NaN: a NaN or inf in one pair's v must not reach the
+        # other pairs' rows. When v has one, each pair's rows are recomputed against its own values only.
+        bad_v = tl.max(tl.where((v != v) | (tl.abs(v) == float("inf")), 1, 0))
+        if bad_v > 0:
+            bh0 = tl.min(col_bh, 0)
+            for g in tl.static_range(G):
+                own_v = tl.where((col_bh == bh0 + g)[:, None], v, tl.zeros_like(v))
+                own_o = tl.dot(p.to(v.dtype), own_v, input_precision=PRECISION)
+                o = tl.where((row_bh == bh0 + g)[:, None], own_o, o)
     return o / tl.where(row_sum > 0, row_sum, 1.0)[:, None]
 
 
