@@ -96,14 +96,24 @@ class _Prepared(nn.Module):
         return self.where
 
 
+def head_views(heads: int, tokens: int, dims: tuple[int, ...]) -> tuple[tuple, ...]:
+    """(size without batch, strides, offset) of each per-head segment of contiguous (B, tokens, heads·sum(dims))
+    projection outputs, viewed as (B, heads, tokens, dim): q, k, v read in place, one as_strided call each (a
+    view + transpose + split costs about twice as much host time per block)."""
+    per_head = sum(dims)
+    strides = (tokens * heads * per_head, per_head, heads * per_head, 1)
+    offsets = [sum(dims[:i]) for i in range(len(dims))]
+    return tuple(((heads, tokens, d), strides, offset) for d, offset in zip(dims, offsets))
+
+
 class FusedAttention(_Prepared):
     kind = "attention"
     packable = ("qkv", "proj")
 
     def __init__(self, spec: AttentionSpec, dtype, device):
         self.heads, self.resolution, self.scale = spec.heads, spec.resolution, spec.scale
-        self._per_head = 2 * spec.key_dim + spec.value_dim
-        self._split = (spec.key_dim, spec.key_dim, spec.value_dim)
+        self._q, self._k, self._v = head_views(spec.heads, spec.resolution ** 2,
+                                               (spec.key_dim, spec.key_dim, spec.value_dim))
         super().__init__(spec.where, dtype, device, **self.projection("qkv", spec.qkv),
                          attention_biases=spec.attention_biases, **self.projection("proj", spec.proj))
 
@@ -112,10 +122,13 @@ class FusedAttention(_Prepared):
         self._table = self.attention_biases
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ops = self._ops
-        b, n, _ = x.shape
-        qkv = ops.linear(x, *self._qkv, None, None)
-        q, k, v = qkv.view(b, n, self.heads, self._per_head).transpose(1, 2).split(self._split, dim=3)
+        ops, b = self._ops, x.shape[0]
+        qkv = ops.linear(x, *self._qkv, None, None)  # contiguous, as every backend's outputs
+        (q_size, q_strides, q_offset), (k_size, k_strides, k_offset), (v_size, v_strides, v_offset) = \
+            self._q, self._k, self._v
+        q = qkv.as_strided((b, *q_size), q_strides, q_offset)
+        k = qkv.as_strided((b, *k_size), k_strides, k_offset)
+        v = qkv.as_strided((b, *v_size), v_strides, v_offset)
         out = ops.biased_attention(q, k, v, self._table, self.resolution, 1, self.scale, ACTIVATION)
         return ops.linear(out, *self._proj, None, x)
 
@@ -126,8 +139,7 @@ class FusedShrink(_Prepared):
 
     def __init__(self, spec: ShrinkSpec, dtype, device):
         self.heads, self.resolution, self.stride, self.scale = spec.heads, spec.resolution, spec.stride, spec.scale
-        self._per_head = spec.key_dim + spec.value_dim
-        self._split = (spec.key_dim, spec.value_dim)
+        self._k, self._v = head_views(spec.heads, spec.resolution ** 2, (spec.key_dim, spec.value_dim))
         super().__init__(spec.where, dtype, device, **self.projection("kv", spec.kv), **self.projection("q", spec.q),
                          attention_biases=spec.attention_biases, **self.projection("proj", spec.proj))
 
@@ -137,10 +149,11 @@ class FusedShrink(_Prepared):
         self._table = self.attention_biases
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ops = self._ops
-        b, n, _ = x.shape
+        ops, b = self._ops, x.shape[0]
         kv = ops.linear(x, *self._kv, None, None)
-        k, v = kv.view(b, n, self.heads, self._per_head).transpose(1, 2).split(self._split, dim=3)
+        (k_size, k_strides, k_offset), (v_size, v_strides, v_offset) = self._k, self._v
+        k = kv.as_strided((b, *k_size), k_strides, k_offset)
+        v = kv.as_strided((b, *v_size), v_strides, v_offset)
         out = ops.shrink_attention(x, *self._query, k, v, self._table, self.resolution, self.stride, self.scale,
                                    ACTIVATION)
         return ops.linear(out, *self._proj, None, None)
