@@ -5,7 +5,8 @@ would download its own, possibly CUDA, torch):
     pip install --no-build-isolation -e .
 
 Environment:
-    LEVIT_KERNELS_SANITIZE=1   build csrc with AddressSanitizer + UndefinedBehaviorSanitizer (tests only).
+    LEVIT_KERNELS_SANITIZE=1   build csrc with AddressSanitizer + UndefinedBehaviorSanitizer (tests only; python must
+                               LD_PRELOAD libasan and libstdc++ to load it: see scripts/sanitize_test.sh).
     LEVIT_KERNELS_NO_EXT=1     skip the C++ extension (pure-Python install; backend "cpu" reports unavailable).
 """
 import glob
@@ -31,9 +32,9 @@ def cpu_extension():
         cxx += ["-march=x86-64", "-mtune=generic"]
     ldflags = []
     if os.environ.get("LEVIT_KERNELS_SANITIZE") == "1":
-        cxx = [f for f in cxx if f != "-O3"] + ["-O1", "-g", "-fsanitize=address,undefined",
+        cxx = [f for f in cxx if f != "-O3"] + ["-O1", "-g", "-fsanitize=address,undefined,float-cast-overflow",
                                                "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
-        ldflags += ["-fsanitize=address,undefined"]
+        ldflags += ["-fsanitize=address,undefined,float-cast-overflow"]
     return [CppExtension("levit_kernels._C", sources, include_dirs=[os.path.join(HERE, "csrc")],
                          extra_compile_args={"cxx": cxx}, extra_link_args=ldflags)]
 

@@ -23,7 +23,7 @@ def gen(seed):
 
 
 def pytest_runtest_makereport(item, call):
-    if call.when == "call" and call.excinfo is not None:
+    if call.when == "call" and call.excinfo is not None and not call.excinfo.errisinstance(pytest.skip.Exception):
         for key, value in item.user_properties:
             if key == "seed":
                 print(f"\n[levit-kernels] {item.nodeid} failed with seed {value} (rerun: LEVIT_TEST_SEED={value})")

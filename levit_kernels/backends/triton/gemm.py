@@ -1,0 +1,191 @@
+"""linear (one GEMM, bias/Hardswish/residual fused in the epilogue) and mlp (both GEMMs in one kernel).
+
+Tokens are the rows: x (..., C) is read as an (M, C) matrix through its strides, weights (out, in) as stored.
+mlp: a program owns BLOCK_M tokens × BLOCK_N output channels and walks the hidden width in BLOCK_H slices; each
+slice ``hardswish(x·w1[slice]ᵀ + b1[slice])`` is formed on chip, rounded to the input dtype (as the reference's
+hidden tensor is) and multiplied straight into the output accumulator, so the (M, 2C) hidden tensor is never
+written to memory. When the output is wider than one tile (BLOCK_N < C_out) the hidden slices are recomputed per
+output tile; the autotuner weighs that against register pressure.
+"""
+import triton
+import triton.language as tl
+
+from levit_kernels import _debug
+from levit_kernels.backends.triton import _runtime
+from levit_kernels.backends.triton._jit import hardswish
+
+_runtime.freeze_kernel_mode()
+
+
+@triton.jit
+def epilogue(acc, rows, cols, row_ok, col_ok, bias_ptr, sb, res_ptr, sr_m, sr_n,
+             HAS_BIAS: tl.constexpr, ACT: tl.constexpr, HAS_RES: tl.constexpr):
+    """``residual + act(acc + bias)`` in fp32."""
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + cols * sb, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    if ACT:
+        acc = hardswish(acc)
+    if HAS_RES:
+        res = tl.load(res_ptr + rows.to(tl.int64)[:, None] * sr_m + cols[None, :] * sr_n,
+                      mask=row_ok[:, None] & col_ok[None, :], other=0.0)
+        acc += res.to(tl.float32)
+    return acc
+
+
+@triton.jit
+def store_tile(out_ptr, acc, rows, cols, row_ok, col_ok, so_m, so_n):
+    tl.store(out_ptr + rows.to(tl.int64)[:, None] * so_m + cols[None, :] * so_n, acc.to(out_ptr.dtype.element_ty),
+             mask=row_ok[:, None] & col_ok[None, :])
+
+
+@triton.jit
+def matmul_wt(acc, x_ptr, sx_m, sx_k, rows, row_ok, w_ptr, sw_n, sw_k, cols, col_ok, K,
+              BLOCK_K: tl.constexpr, PRECISION: tl.constexpr):
+    """acc + x[rows, :K] · w[cols, :K]ᵀ, K walked in BLOCK_K chunks."""
+    x_rows = rows.to(tl.int64) * sx_m
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        a = tl.load(x_ptr + x_rows[:, None] + k[None, :] * sx_k, mask=row_ok[:, None] & (k < K)[None, :],
+                    other=0.0)
+        bt = tl.load(w_ptr + cols[None, :] * sw_n + k[:, None] * sw_k, mask=col_ok[None, :] & (k < K)[:, None],
+                     other=0.0)
+        acc = tl.dot(a, bt, acc, input_precision=PRECISION)
+    return acc
+
+
+def check_dots(kernel, configs):
+    """Every tl.dot of every config meets the GPU shape rule (the tiles are fixed by the config alone)."""
+    for config in configs:
+        c = config.kwargs
+        if kernel == "linear":
+            dots = [(c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"])]
+        else:  # mlp: x·w1ᵀ slice, then hidden slice · w2ᵀ
+            dots = [(c["BLOCK_M"], c["BLOCK_H"], c["BLOCK_K"]), (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_H"])]
+        for m, n, k in dots:
+            _runtime.assert_dot_shape(kernel, m, n, k)
+
+
+def _linear_configs():
+    gpu = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
+           for bm, bn, bk, w, s in ((128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3),
+                                    (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
+                                    (128, 128, 32, 4, 4), (64, 32, 64, 4, 4))]
+    return gpu, _runtime.configs(gpu, triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4))
+
+
+GPU_LINEAR_CONFIGS, _LINEAR_CONFIGS = _linear_configs()
+check_dots("linear", _LINEAR_CONFIGS)
+
+
+@triton.autotune(configs=_LINEAR_CONFIGS, key=["M", "N", "K", "HAS_RES"])
+@triton.jit
+def _linear_kernel(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, M, N, K, sx_m, sx_k, sw_n, sw_k, sb, sr_m, sr_n,
+                   so_m, so_n, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, HAS_RES: tl.constexpr,
+                   PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    # Programs walk output tiles column-group by column-group (8 row tiles share a weight column tile in L2).
+    pid = tl.program_id(0)
+    tiles_m = tl.cdiv(M, BLOCK_M)
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    group = 8 * tiles_n
+    first_m = (pid // group) * 8
+    group_rows = tl.minimum(tiles_m - first_m, 8)
+    pid_m = first_m + (pid % group) % group_rows
+    pid_n = (pid % group) // group_rows
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < M
+    col_ok = cols < N
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc = matmul_wt(acc, x_ptr, sx_m, sx_k, rows, row_ok, w_ptr, sw_n, sw_k, cols, col_ok, K, BLOCK_K, PRECISION)
+    acc = epilogue(acc, rows, cols, row_ok, col_ok, bias_ptr, sb, res_ptr, sr_m, sr_n, HAS_BIAS, ACT, HAS_RES)
+    store_tile(out_ptr, acc, rows, cols, row_ok, col_ok, so_m, so_n)
+
+
+def _rows(t, width):
+    """t (..., width) as an (M, width) matrix (a view when the layout allows)."""
+    return t.reshape(-1, width)
+
+
+def linear(x, weight, bias, activation, residual):
+    n, k = weight.shape
+    out = _debug.new_output((*x.shape[:-1], n), x)
+    if out.numel() == 0:
+        return out
+    x2, out2 = _rows(x, k), out.view(-1, n)
+    res2 = _rows(residual, n) if residual is not None else out2  # out2 only fills the slot: never read
+    bias_arg = bias if bias is not None else weight  # likewise
+    m = x2.shape[0]
+
+    def grid(meta):
+        return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
+
+    _linear_kernel[grid](x2, weight, bias_arg, res2, out2, m, n, k, *x2.stride(), *weight.stride(),
+                         bias.stride(0) if bias is not None else 0, *res2.stride(), *out2.stride(),
+                         HAS_BIAS=bias is not None, ACT=activation == "hardswish", HAS_RES=residual is not None,
+                         PRECISION=_runtime.dot_precision(x.dtype))
+    return out
+
+
+def _mlp_configs():
+    # Output tiles up to 16K fp32 accumulators: 4 warps up to 8K, 8 warps from 8K.
+    shapes = [(bm, bn, bh, w, 3) for bm in (32, 64, 128) for bn in (64, 128, 256, 512) for bh in (32, 64)
+              for w in (4, 8) if bm * bn <= 16384 and (w == 4) == (bm * bn <= 8192)]
+    gpu = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_H": bh, "BLOCK_K": 64}, num_warps=w, num_stages=s)
+           for bm, bn, bh, w, s in [(64, 128, 64, 4, 2)] + shapes]  # the first is the untuned default
+    # Interpreted: output tiles narrower than the test widths, so the recompute-per-output-tile path runs too.
+    interpreted = triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_H": 16, "BLOCK_K": 16}, num_warps=4)
+
+    def prune(configs, named_args, **kwargs):
+        c_out = {**named_args, **kwargs}["C_OUT"]
+        # At most three output tiles (the hidden slices are recomputed per tile), none wider than the output.
+        kept = [c for c in configs if c_out <= 3 * c.kwargs["BLOCK_N"] <= 3 * _runtime.block(c_out)]
+        return kept or configs[:1]
+
+    return gpu, _runtime.configs(gpu, interpreted), {"early_config_prune": prune}
+
+
+GPU_MLP_CONFIGS, _MLP_CONFIGS, _MLP_PRUNE = _mlp_configs()
+check_dots("mlp", _MLP_CONFIGS)
+
+
+@triton.autotune(configs=_MLP_CONFIGS, key=["M", "C", "HID", "C_OUT"], prune_configs_by=_MLP_PRUNE)
+@triton.jit
+def _mlp_kernel(x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, out_ptr, M, C, HID, C_OUT, sx_m, sx_k, sw1_h, sw1_k, sb1,
+                sw2_n, sw2_h, sb2, so_m, so_n, ACT: tl.constexpr, RESIDUAL: tl.constexpr,
+                PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
+                BLOCK_K: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < M
+    col_ok = cols < C_OUT
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for h0 in range(0, HID, BLOCK_H):
+        hcols = h0 + tl.arange(0, BLOCK_H)
+        h_ok = hcols < HID
+        hidden = tl.zeros((BLOCK_M, BLOCK_H), dtype=tl.float32)
+        hidden = matmul_wt(hidden, x_ptr, sx_m, sx_k, rows, row_ok, w1_ptr, sw1_h, sw1_k, hcols, h_ok, C,
+                           BLOCK_K, PRECISION)
+        hidden = epilogue(hidden, rows, hcols, row_ok, h_ok, b1_ptr, sb1, x_ptr, sx_m, sx_k, True, ACT, False)
+        w2t = tl.load(w2_ptr + cols[None, :] * sw2_n + hcols[:, None] * sw2_h, mask=col_ok[None, :] & h_ok[:, None],
+                      other=0.0)
+        acc = tl.dot(hidden.to(x_ptr.dtype.element_ty), w2t, acc, input_precision=PRECISION)
+    acc = epilogue(acc, rows, cols, row_ok, col_ok, b2_ptr, sb2, x_ptr, sx_m, sx_k, True, False, RESIDUAL)
+    store_tile(out_ptr, acc, rows, cols, row_ok, col_ok, so_m, so_n)
+
+
+def mlp(x, w1, b1, w2, b2, activation, residual):
+    hid, c = w1.shape
+    c_out = w2.shape[0]
+    out = _debug.new_output((*x.shape[:-1], c_out), x)
+    if out.numel() == 0:
+        return out
+    x2, out2 = _rows(x, c), out.view(-1, c_out)
+    m = x2.shape[0]
+
+    def grid(meta):
+        return (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(c_out, meta["BLOCK_N"]))
+
+    _mlp_kernel[grid](x2, w1, b1, w2, b2, out2, m, c, hid, c_out, *x2.stride(), *w1.stride(), b1.stride(0),
+                      *w2.stride(), b2.stride(0), *out2.stride(), ACT=activation == "hardswish", RESIDUAL=residual,
+                      PRECISION=_runtime.dot_precision(x.dtype))
+    return out
