@@ -8,9 +8,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 import sys
-import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -194,15 +192,17 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="images of the end-to-end check (default 4)")
 
 
-def _median_seconds(fns: Sequence[Callable[[], object]], repeats: int) -> list[float]:
-    """Median wall time of each fn, timed in interleaved rounds so machine-load drifts hit all alike."""
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, bucket in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            bucket.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+def _median_seconds(fns: Sequence[Callable[[], object]], repeats: int) -> tuple[list[float], str]:
+    """Median time of each fn over interleaved rounds (the benchmarks' timing: process CPU time at 1 thread, so
+    other processes' load does not count), and how it was measured."""
+    import torch
+
+    from levit_kernels.bench.timing import Candidate, Settings, time_cpu
+
+    single = torch.get_num_threads() == 1
+    candidates = [Candidate(str(i), fn, [()]) for i, fn in enumerate(fns)]
+    times = time_cpu(candidates, Settings(rounds=repeats, warmup_calls=1, round_seconds=0.0), cpu_time=single)
+    return [times[c.name]["median_s"] for c in candidates], "process CPU time" if single else "wall time"
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -228,13 +228,12 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"end-to-end check of levit_kernels.optimize (backend {optimized.backend}):")
     print("\n".join("  " + line for line in report.table().splitlines()))
     with torch.no_grad():
-        reference, out = model(images), fused(images)  # also the warm-up
-        optimized(images)
+        reference, out = model(images), fused(images)
         candidates = [("eager, unfused", lambda: model(images)), ("eager, BN fused", lambda: fused(images)),
                       (f"levit_kernels[{optimized.backend}]", lambda: optimized(images))]
-        seconds = _median_seconds([fn for _, fn in candidates], args.repeats)
+        seconds, clock = _median_seconds([fn for _, fn in candidates], args.repeats)
     print(f"CPU, {torch.get_num_threads()} thread(s), batch {args.batch}, fp32; medians of {args.repeats} "
-          f"interleaved rounds; speed-up against the BN-fused eager model")
+          f"interleaved rounds ({clock}); speed-up against the BN-fused eager model")
     for (label, _), sec in zip(candidates, seconds):
         print(f"  {label:<22} {sec * 1e3:9.1f} ms/batch {args.batch / sec:9.1f} images/s "
               f"({seconds[1] / sec:.2f}x)")
