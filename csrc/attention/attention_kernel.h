@@ -54,8 +54,8 @@ constexpr int kMaxWidth = 16;
 // Most queries per work item (bounds the kernels' row-pointer arrays).
 constexpr int kMaxTileRows = 48;
 
-// Work items are (head, batch, query tile), head-major: a thread's contiguous range of items shares the head's bias
-// table and projection weights and, tile after tile, the (batch, head) keys and values it packed.
+// Work items are (batch, head, query tile), batch-major: a thread's contiguous range of items reuses, tile after
+// tile, the (batch, head) keys and values it packed, and its batch's rows of x and qkv stay in cache across heads.
 struct Plan {
   int tile_rows = 0;         // queries per item
   int tiles = 0;             // items per (batch, head)
@@ -66,7 +66,8 @@ struct Plan {
   int score_ld = 0;          // row length of the score tile
   int bias_ld = 0;           // row length of the mirrored bias table
   // Offsets (in floats) of each buffer in a thread's workspace, and its size.
-  size_t kt = 0, v = 0, bias = 0, scores = 0, q = 0, wq = 0, bq = 0, row_scale = 0, workspace_floats = 0;
+  size_t kt = 0, v = 0, bias = 0, scores = 0, q = 0, wq = 0, bq = 0, row_scale = 0, row_max = 0;
+  size_t workspace_floats = 0;
 };
 
 Plan make_plan(const Problem& p);

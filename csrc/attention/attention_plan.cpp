@@ -45,6 +45,7 @@ Plan make_plan(const Problem& p) {
   plan.bias = take(static_cast<size_t>(p.resolution) * plan.bias_ld);
   plan.scores = take(rows * plan.score_ld);
   plan.row_scale = take(rows);
+  plan.row_max = take(rows * kMaxWidth);
   if (p.shrink()) {
     plan.q = take(rows * plan.key_dim_padded);
     plan.wq = take(static_cast<size_t>(p.channels) * plan.key_dim_padded);

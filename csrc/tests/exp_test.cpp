@@ -12,8 +12,9 @@ using namespace levit::test;
 
 namespace {
 
-// Bound the tests hold the kernels to (measured: see csrc/simd/README.md).
-constexpr double kMaxUlp = 1.0;
+// Bound the tests hold the kernels to. Measured over every float (--exhaustive): 1.011 ulp, at x = -5.85707951
+// (see csrc/simd/README.md); the default sample's worst is 0.93 ulp.
+constexpr double kMaxUlp = 1.02;
 
 float from_bits(uint32_t u) {
   float f;

@@ -1,0 +1,165 @@
+"""CPU (C++) biased_attention and shrink_attention against eager PyTorch at LeViT-256 shapes, fp32, batch 16:
+stage-1 attention (H=4, R=14, D=32, Dv=64) and the 14→7 shrink (H=8, D=32, Dv=128, C_in=256), with q/k/v as views
+of the packed qkv / kv projections and the Hardswish fused, as in the model. Eager is the model's eval path:
+levit_kernels.reference with the gathered (H, Nq, Nk) bias already cached.
+
+pytest-benchmark, 1 thread and all threads (quick smoke run that also checks the outputs: ``--benchmark-disable``)::
+
+    python -m pytest benchmarks/bench_cpu_attention.py [--benchmark-disable]
+
+Interleaved comparison (medians, GFLOP/s, speed-up) and the per-call dispatch overhead at batch 1::
+
+    python benchmarks/bench_cpu_attention.py [--reps 30] [--threads 1] [--peak-gflops 100]
+
+With one thread the script times by the thread's CPU time (time.thread_time), which stays put when other
+processes time-slice the core; with more threads, wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import pytest
+import torch
+
+import levit_kernels as lk
+from levit_kernels import reference, tolerances
+
+BATCH, R, D = 16, 14, 32
+ACT = "hardswish"
+
+
+def make_case(op: str, batch: int = BATCH, seed: int = 0):
+    """(eager fn, cpu fn, float64 reference fn, flops) for ``op`` ("attention" or "shrink")."""
+    gen = torch.Generator().manual_seed(seed)
+    n = R * R
+    if op == "attention":
+        h, dv, s = 4, 2 * D, 1
+        qkv = torch.randn(batch, n, h, 2 * D + dv, generator=gen)
+        q, k, v = (t.permute(0, 2, 1, 3) for t in qkv.split([D, D, dv], dim=-1))
+        ab = torch.randn(h, n, generator=gen)
+        bias = reference.gather_attention_bias(ab, R, s)
+        args = (q, k, v, ab, R, s)
+        nq = n
+        return (lambda: reference.biased_attention(*args, activation=ACT, gathered_bias=bias),
+                lambda: lk.biased_attention(*args, activation=ACT, backend="cpu"),
+                lambda: reference.biased_attention(*(t.double() for t in args[:4]), R, s, activation=ACT),
+                2 * batch * h * nq * n * (D + dv))
+    if op == "shrink":
+        h, dv, s, c = 8, 4 * D, 2, 256
+        x = torch.randn(batch, n, c, generator=gen)
+        wq, bq = torch.randn(h * D, c, generator=gen) / c ** 0.5, torch.randn(h * D, generator=gen)
+        kv = torch.randn(batch, n, h, D + dv, generator=gen)
+        k, v = (t.permute(0, 2, 1, 3) for t in kv.split([D, dv], dim=-1))
+        ab = torch.randn(h, n, generator=gen)
+        bias = reference.gather_attention_bias(ab, R, s)
+        nq = reference.query_grid_side(R, s) ** 2
+
+        def eager():
+            q = reference.linear(reference.subsample_tokens(x, R, s), wq, bq)
+            q = q.view(batch, nq, h, D).permute(0, 2, 1, 3)
+            return reference.biased_attention(q, k, v, ab, R, s, activation=ACT, gathered_bias=bias)
+
+        args = (x, wq, bq, k, v, ab, R, s)
+        return (eager,
+                lambda: lk.shrink_attention(*args, activation=ACT, backend="cpu"),
+                lambda: reference.shrink_attention(*(t.double() for t in args[:6]), R, s, activation=ACT),
+                2 * batch * nq * c * h * D + 2 * batch * h * nq * n * (D + dv))
+    raise ValueError(op)
+
+
+@pytest.fixture(params=[1, "all"], ids=lambda t: f"threads={t}")
+def threads(request):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1 if request.param == 1 else os.cpu_count())
+    yield torch.get_num_threads()
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("impl", ["eager", "cpu"])
+@pytest.mark.parametrize("op", ["attention", "shrink"])
+def test_attention(benchmark, op, impl, threads):
+    ok, why = lk.availability("cpu")
+    if not ok:
+        pytest.skip(why)
+    eager, cpu, ref, flops = make_case(op)
+    out = benchmark(eager if impl == "eager" else cpu)
+    assert tolerances.max_rel_error(out, ref()) <= tolerances.kernel_rtol(torch.float32)
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        benchmark.extra_info["GFLOP/s"] = round(flops / benchmark.stats.stats.median / 1e9, 1)
+
+
+# ---- interleaved comparison (script) ----------------------------------------------------------------------------
+
+
+def interleaved_medians(fns: dict, reps: int, clock) -> dict:
+    """Median seconds of each fn, timed in turn within every repetition (so background load hits all alike)."""
+    times = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t0 = clock()
+            fn()
+            times[name].append(clock() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def dispatch_overhead_us(reps: int, clock) -> dict:
+    """Per-call cost at batch 1 of LeViT-256 stage-1 attention, through each layer of the call path, and of the
+    raw op at a trivial shape (1 query, 1 key, D = Dv = 8: the arithmetic is negligible)."""
+    from levit_kernels.backends.cpu import attention
+
+    eager, public, _, _ = make_case("attention", batch=1)
+    gen = torch.Generator().manual_seed(1)
+    qkv = torch.randn(1, R * R, 4, 4 * D, generator=gen)
+    q, k, v = (t.permute(0, 2, 1, 3) for t in qkv.split([D, D, 2 * D], dim=-1))
+    ab = torch.randn(4, R * R, generator=gen)
+    raw = torch.ops.levit_kernels.biased_attention.default
+    t1, ab1 = torch.randn(1, 1, 1, 8), torch.randn(1, 1)
+    fns = {
+        "eager reference, B=1": eager,
+        "lk.biased_attention(backend='cpu'), B=1": public,
+        "backends.cpu.attention.biased_attention, B=1": lambda: attention.biased_attention(q, k, v, ab, R, 1,
+                                                                                           D ** -0.5, ACT),
+        "torch.ops.levit_kernels.biased_attention, B=1": lambda: raw(q, k, v, ab, R, 1, D ** -0.5, True),
+        "torch.ops...biased_attention, trivial shape": lambda: raw(t1, t1, t1, ab1, 1, 1, 0.3, False),
+        "backends.cpu.attention.biased_attention, trivial": lambda: attention.biased_attention(t1, t1, t1, ab1, 1, 1,
+                                                                                                0.3, None),
+        "lk.biased_attention(backend='cpu'), trivial": lambda: lk.biased_attention(t1, t1, t1, ab1, 1,
+                                                                                   backend="cpu"),
+    }
+    inner = 50
+    looped = {name: (lambda f=f: [f() for _ in range(inner)]) for name, f in fns.items()}
+    return {name: t / inner * 1e6 for name, t in interleaved_medians(looped, reps, clock).items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--peak-gflops", type=float, default=None,
+                        help="one core's fp32 FMA peak, to print each result's share of it")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    clock, clock_name = (time.thread_time, "thread CPU time") if args.threads == 1 else (time.perf_counter, "wall")
+    print(f"ISA {lk.cpu_isa()}, {args.threads} thread(s), {args.reps} interleaved reps, medians of {clock_name}")
+    cases = {op: make_case(op) for op in ("attention", "shrink")}
+    fns = {f"{op} {impl}": fn for op, (eager, cpu, _, _) in cases.items() for impl, fn in (("eager", eager),
+                                                                                             ("cpu", cpu))}
+    t = interleaved_medians(fns, args.reps, clock)
+    for op, (_, cpu, ref, flops) in cases.items():
+        err = tolerances.max_rel_error(cpu(), ref())
+        te, tc = t[f"{op} eager"], t[f"{op} cpu"]
+        share = f" ({100 * flops / tc / 1e9 / (args.peak_gflops * args.threads):.0f}% of peak)" \
+            if args.peak_gflops else ""
+        print(f"{op:9s} eager {te * 1e3:7.2f} ms {flops / te / 1e9:6.1f} GFLOP/s | cpu {tc * 1e3:7.2f} ms "
+              f"{flops / tc / 1e9:6.1f} GFLOP/s{share} | speed-up {te / tc:.2f}x | max rel err {err:.1e}")
+    for name, us in dispatch_overhead_us(max(args.reps // 3, 5), clock).items():
+        print(f"per call: {name:46s} {us:8.1f} us")
+
+
+if __name__ == "__main__":
+    main()
