@@ -1,142 +1,114 @@
-"""CPU (C++) linear and mlp against eager PyTorch at LeViT-256 stage-1 shapes, fp32, 1 thread and all threads.
+"""CPU (C++) linear and mlp against eager PyTorch at LeViT-256 stage-1 shapes (batch 16: 3136 tokens), fp32, with
+the weight from the packed-weight cache and explicitly packed, 1 thread and all threads.
 
-pytest-benchmark (quick smoke run that also checks the outputs: add ``--benchmark-disable``)::
+(Every op shape of every variant is in bench_ops.py / ``levit-kernels bench``; this file is the GEMM close-up.)
+
+pytest-benchmark (``--benchmark-disable``: smoke run, each candidate once, output checked)::
 
     python -m pytest benchmarks/bench_cpu_gemm.py [--benchmark-disable]
 
-Interleaved comparison with medians, GFLOP/s, share of one core's FMA peak and per-call overhead::
+Interleaved comparison (levit_kernels.bench.timing; CPU time at 1 thread) with GFLOP/s, % of the FMA peak measured
+in the same run (levit_kernels._C.fma_peak_gflops) and the per-call overhead at a tiny shape::
 
-    python benchmarks/bench_cpu_gemm.py [--reps 30] [--threads 1]
-
-With one thread the script times by the thread's CPU time (time.thread_time), which stays put when other processes
-time-slice the same core (wall-clock medians on a shared 2-core machine swing by 2x); with more threads, wall time.
+    python benchmarks/bench_cpu_gemm.py [--rounds 15] [--threads 1]
 """
 from __future__ import annotations
 
 import argparse
 import os
-import platform
-import shutil
-import statistics
-import subprocess
-import tempfile
-import time
 
 import pytest
 import torch
 
 import levit_kernels as lk
 from levit_kernels import reference, tolerances
+from levit_kernels.bench import peak, timing
 
-TOKENS = 16 * 196  # batch 16 on LeViT-256's 14×14 stage-1 grid
+TOKENS = 16 * 196
 C, HIDDEN = 256, 512
+CANDIDATES = ("eager", "cpu", "cpu-packed")
 
 
 def make_case(op: str, seed: int = 0):
-    """(eager fn, cpu fn, float64 reference fn, flops) for ``op`` at the LeViT-256 shapes."""
+    """({candidate: fn}, float64 reference fn, flops) for ``op`` at the LeViT-256 shapes."""
+    from levit_kernels.backends.cpu import gemm
+
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(16, 196, C, generator=gen)
     w1, b1 = torch.randn(HIDDEN, C, generator=gen) / C ** 0.5, torch.randn(HIDDEN, generator=gen)
     w2, b2 = torch.randn(C, HIDDEN, generator=gen) / HIDDEN ** 0.5, torch.randn(C, generator=gen)
     f64 = [t.double() for t in (x, w1, b1, w2, b2)]
     if op == "linear":  # the MLP's first layer: 256 → 512, bias, Hardswish
-        return (lambda: reference.linear(x, w1, b1, "hardswish"),
-                lambda: lk.linear(x, w1, b1, "hardswish", backend="cpu"),
-                lambda: reference.linear(*f64[:3], "hardswish"), 2 * TOKENS * C * HIDDEN)
+        pw1 = gemm.pack_weight(w1)
+        fns = {"eager": lambda: reference.linear(x, w1, b1, "hardswish"),
+               "cpu": lambda: lk.linear(x, w1, b1, "hardswish", backend="cpu"),
+               "cpu-packed": lambda: gemm.linear_packed(x, pw1, HIDDEN, b1, "hardswish")}
+        return fns, lambda: reference.linear(*f64[:3], "hardswish"), 2 * TOKENS * C * HIDDEN
     if op == "mlp":  # 256 → 512 → 256, Hardswish, residual
-        return (lambda: reference.mlp(x, w1, b1, w2, b2),
-                lambda: lk.mlp(x, w1, b1, w2, b2, backend="cpu"),
-                lambda: reference.mlp(*f64), 4 * TOKENS * C * HIDDEN)
+        pw1, pw2 = gemm.pack_weight(w1), gemm.pack_weight(w2)
+        fns = {"eager": lambda: reference.mlp(x, w1, b1, w2, b2),
+               "cpu": lambda: lk.mlp(x, w1, b1, w2, b2, backend="cpu"),
+               "cpu-packed": lambda: gemm.mlp_packed(x, pw1, b1, pw2, b2)}
+        return fns, lambda: reference.mlp(*f64), 4 * TOKENS * C * HIDDEN
     raise ValueError(op)
 
 
-@pytest.fixture(params=[1, "all"], ids=lambda t: f"threads={t}")
-def threads(request):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1 if request.param == 1 else os.cpu_count())
-    yield torch.get_num_threads()
-    torch.set_num_threads(previous)
-
-
-@pytest.mark.parametrize("impl", ["eager", "cpu"])
+@pytest.mark.parametrize("threads", [1, "all"], ids=lambda t: f"threads={t}")
+@pytest.mark.parametrize("candidate", CANDIDATES)
 @pytest.mark.parametrize("op", ["linear", "mlp"])
-def test_gemm(benchmark, op, impl, threads):
+def test_gemm(benchmark, op, candidate, threads):
     ok, why = lk.availability("cpu")
     if not ok:
         pytest.skip(why)
-    eager, cpu, ref, flops = make_case(op)
-    fn = eager if impl == "eager" else cpu
-    out = benchmark(fn)
+    fns, ref, flops = make_case(op)
+    benchmark.group = f"levit_256 {op} N{TOKENS} threads={threads}"
+    with timing.torch_threads(1 if threads == 1 else os.cpu_count()):
+        out = benchmark(fns[candidate])
     assert tolerances.max_rel_error(out, ref()) <= tolerances.kernel_rtol(torch.float32)
-    if benchmark.stats is not None:  # None under --benchmark-disable
-        benchmark.extra_info["GFLOP/s"] = round(flops / benchmark.stats.stats.median / 1e9, 1)
+    benchmark.extra_info["flops"] = flops
 
 
-# ---- interleaved comparison (script) ----------------------------------------------------------------------------
-
-
-def fma_peak_gflops() -> float | None:
-    """One core's AVX2 fp32 FMA peak, from benchmarks/fma_peak.cpp (None where it cannot be built or run)."""
-    if platform.machine() not in ("x86_64", "AMD64") or shutil.which("g++") is None:
-        return None
-    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fma_peak.cpp")
-    with tempfile.TemporaryDirectory() as tmp:
-        exe = os.path.join(tmp, "fma_peak")
-        subprocess.run(["g++", "-O2", "-mavx2", "-mfma", src, "-o", exe], check=True)
-        return float(subprocess.run([exe], check=True, capture_output=True, text=True).stdout)
-
-
-def interleaved_medians(fns: dict, reps: int, clock=time.perf_counter) -> dict:
-    """Median seconds of each fn, timed in turn within every repetition (so background load hits all alike)."""
-    times = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()  # warm-up (and weight packing)
-    for _ in range(reps):
-        for name, fn in fns.items():
-            t0 = clock()
-            fn()
-            times[name].append(clock() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def dispatch_overhead_us(reps: int, clock) -> dict:
-    """Per-call cost at a tiny shape (1 token, 8 → 8), where the arithmetic is negligible."""
+def per_call_overhead(settings: timing.Settings, cpu_time: bool) -> dict:
+    """Seconds per call at a tiny shape (1 token, 8 → 8), where the arithmetic is negligible."""
     from levit_kernels.backends.cpu import gemm
 
     x, w, b = torch.randn(1, 8), torch.randn(8, 8), torch.randn(8)
     pw = gemm.pack_weight(w)
     fns = {
-        "torch F.linear": lambda: torch.nn.functional.linear(x, w, b),
-        "torch.ops.levit_kernels.linear": lambda: torch.ops.levit_kernels.linear.default(x, w, b, None, None),
-        "...linear_packed (no cache lookup)": lambda: torch.ops.levit_kernels.linear_packed.default(x, pw, 8, b, None,
-                                                                                                    None),
-        "lk.linear(backend='cpu')": lambda: lk.linear(x, w, b, backend="cpu"),
+        "F.linear": lambda: torch.nn.functional.linear(x, w, b),
+        "torch.ops.levit_kernels.linear (cached weight)": lambda: torch.ops.levit_kernels.linear.default(
+            x, w, b, None, None),
+        "torch.ops.levit_kernels.linear_packed": lambda: torch.ops.levit_kernels.linear_packed.default(
+            x, pw, 8, b, None, None),
+        "lk.linear(backend='cpu') (validation + backend lookup)": lambda: lk.linear(x, w, b, backend="cpu"),
     }
-    inner = 200
-    looped = {name: (lambda f=f: [f() for _ in range(inner)]) for name, f in fns.items()}
-    return {name: t / inner * 1e6 for name, t in interleaved_medians(looped, reps, clock).items()}
+    summary = timing.time_cpu([timing.Candidate(k, f, [()]) for k, f in fns.items()], settings, cpu_time)
+    return {k: v["median_s"] for k, v in summary.items()}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    clock, clock_name = (time.thread_time, "thread CPU time") if args.threads == 1 else (time.perf_counter, "wall")
-    peak = fma_peak_gflops()
-    print(f"ISA {lk.cpu_isa()}, {args.threads} thread(s), {args.reps} interleaved reps, medians of {clock_name}; "
-          f"FMA peak of one core (CPU time): {peak if peak else 'n/a'} GFLOP/s")
-    for op in ("linear", "mlp"):
-        eager, cpu, ref, flops = make_case(op)
-        err = tolerances.max_rel_error(cpu(), ref())
-        t = interleaved_medians({"eager": eager, "cpu": cpu}, args.reps, clock)
-        gf = {k: flops / v / 1e9 for k, v in t.items()}
-        share = f", {100 * gf['cpu'] / (peak * args.threads):.0f}% of peak" if peak else ""
-        print(f"{op:6s} eager {t['eager'] * 1e3:7.2f} ms {gf['eager']:6.1f} GFLOP/s | cpu {t['cpu'] * 1e3:7.2f} ms "
-              f"{gf['cpu']:6.1f} GFLOP/s{share} | cpu/eager speed-up {t['eager'] / t['cpu']:.2f}x | err {err:.1e}")
-    for name, us in dispatch_overhead_us(max(args.reps // 3, 5), clock).items():
-        print(f"per-call {name:32s} {us:6.2f} us")
+    settings = timing.Settings(rounds=args.rounds, round_seconds=0.2)
+    cpu_time = args.threads == 1
+    with timing.torch_threads(args.threads):
+        fma = peak.measure_peak("cpu", torch.float32, args.threads)
+        print(f"ISA {lk.cpu_isa()}, {args.threads} thread(s), medians of {args.rounds} interleaved rounds "
+              f"({'CPU' if cpu_time else 'wall'} time); peak {fma['gflops']:.1f} GFLOP/s ({fma['label']})")
+        for op in ("linear", "mlp"):
+            fns, ref, flops = make_case(op)
+            errors = {name: tolerances.max_rel_error(fn(), ref()) for name, fn in fns.items()}
+            summary = timing.time_cpu([timing.Candidate(k, f, [()]) for k, f in fns.items()], settings, cpu_time)
+            eager = summary["eager"]["median_s"]
+            for name, s in summary.items():
+                gflops = flops / s["median_s"] / 1e9
+                print(f"{op:6s} {name:10s} {s['median_s'] * 1e3:7.2f} ms {gflops:6.1f} GFLOP/s "
+                      f"{100 * gflops / fma['gflops']:4.0f}% of peak  {eager / s['median_s']:.2f}x eager  "
+                      f"err {errors[name]:.1e}")
+        for name, seconds in per_call_overhead(settings, cpu_time).items():
+            print(f"per call: {name:55s} {seconds * 1e6:6.2f} us")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 #include "common/isa.h"
 #include "common/output.h"
+#include "gemm/gemm.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "levit-kernels C++ CPU kernels";
@@ -13,4 +14,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_poison_outputs", [](bool on) { levit::poison_outputs_flag().store(on); },
         "Fill every op output with NaN before the kernel writes it (tests)");
   m.def("set_active_isa", [](const std::string& name) { levit::set_active_isa(levit::parse_isa(name)); });
+  m.def("fma_peak_gflops",
+        [](int threads) { return levit::gemm::fma_peak_gflops(levit::gemm::kernels_for(levit::active_isa()), threads); },
+        pybind11::arg("threads") = 1,
+        "fp32 FMA peak (GFLOP/s) of the active ISA on `threads` threads, from an FMA-bound loop timed by CPU time");
 }

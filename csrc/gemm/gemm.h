@@ -14,8 +14,9 @@ namespace levit::gemm {
 
 enum class Activation : int { kNone = 0, kHardswish = 1 };
 
-// Register tile of an ISA's micro-kernel (mr rows × nr columns of accumulators) and its K block: a K block of one
-// weight panel (kc × nr floats) stays in L1 while the rows of a token tile stream past it.
+// Register tile of an ISA's micro-kernel (mr rows × nr columns of accumulators) and its largest K block. Partial
+// sums leave the registers once per K block, so blocks are long: on Zen 3 streaming the weight panel from L2 keeps
+// up with the FMAs, and splitting K at 256 (to hold a panel slice in L1) measured 0-15% slower (K = 384, 768).
 struct Geometry {
   int mr;
   int nr;
@@ -45,6 +46,9 @@ struct Kernels {
   Geometry geometry;
   // Computes out rows [m0, m1) × columns [n0, n1); n0 is a multiple of nr.
   void (*linear_block)(const LinearArgs& args, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+  // FMA-bound loop of `iterations` × fma_chain_flops floating-point operations (for fma_peak_gflops).
+  float (*fma_chains)(int64_t iterations);
+  int fma_chain_flops;
 };
 
 // The kernel table of `isa` (which must be compiled into this build: x86 variants on x86-64, NEON on AArch64).
@@ -82,5 +86,9 @@ int64_t mlp_tile_rows(const Geometry& g, int64_t hidden);
 // MLP on rows [m0, m1): hidden = act(x·W1ᵀ + b1) into `scratch` ((m1 - m0) × hidden floats), then
 // out = [x +] hidden·W2ᵀ + b2. The full (M × hidden) activation never exists.
 void mlp_block(const Kernels& kernels, const MlpArgs& args, int64_t m0, int64_t m1, float* scratch);
+
+// This ISA's fp32 FMA peak in GFLOP/s: the FMA-bound loop on `threads` threads at once, each timed by its own
+// CPU time (time spent descheduled by other processes does not count), best of several samples, summed.
+double fma_peak_gflops(const Kernels& kernels, int threads);
 
 }  // namespace levit::gemm

@@ -7,7 +7,7 @@
 #include "gemm/gemm_kernel.h"
 
 namespace levit::gemm {
-const Kernels kAvx2Kernels = make_kernels<simd::VecAvx2, 6, 2, 256>();
+const Kernels kAvx2Kernels = make_kernels<simd::VecAvx2, 6, 2, 2048>();
 }
 #pragma GCC pop_options
 #endif

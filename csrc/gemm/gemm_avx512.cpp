@@ -1,5 +1,4 @@
-// AVX-512 GEMM kernels: 12 × 32 register tile (24 zmm accumulators + 2 panel loads + 1 broadcast of 32 zmm); the
-// K block is halved against AVX2 so a block of one 32-wide panel is still 16 KiB of L1.
+// AVX-512 GEMM kernels: 12 × 32 register tile (24 zmm accumulators + 2 panel loads + 1 broadcast of 32 zmm).
 #if defined(__x86_64__) || defined(_M_X64)
 #include "common/kernel_prelude.h"
 #pragma GCC push_options
@@ -10,7 +9,7 @@
 #include "gemm/gemm_kernel.h"
 
 namespace levit::gemm {
-const Kernels kAvx512Kernels = make_kernels<simd::VecAvx512, 12, 2, 128>();
+const Kernels kAvx512Kernels = make_kernels<simd::VecAvx512, 12, 2, 2048>();
 }
 #pragma GCC pop_options
 #endif

@@ -1,10 +1,14 @@
-// ISA-independent parts of the GEMM: weight packing, kernel-table lookup and the MLP's two-GEMM token tile.
+// ISA-independent parts of the GEMM: weight packing, kernel-table lookup, the MLP's two-GEMM token tile and the
+// FMA peak measurement.
 // Compiled for the baseline instruction set; the SIMD work happens in the per-ISA kernel tables.
 #include "gemm/gemm.h"
 
 #include <algorithm>
+#include <ctime>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace levit::gemm {
 
@@ -49,6 +53,49 @@ void mlp_block(const Kernels& kernels, const MlpArgs& a, int64_t m0, int64_t m1,
   const LinearArgs down{scratch, a.hidden, a.packed2, a.b2, a.residual ? x : nullptr, a.ldx,
                         a.out + m0 * a.ldo, a.ldo, a.hidden, a.c_out, Activation::kNone};
   kernels.linear_block(down, 0, rows, 0, a.c_out);
+}
+
+namespace {
+
+double thread_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+double one_thread_peak_gflops(const Kernels& kernels) {
+  volatile float sink = 0.0f;  // keeps every loop's result alive
+  int64_t iterations = 1 << 14;
+  double seconds = 0.0;
+  while (true) {  // calibrate: a sample of >= 5 ms
+    const double start = thread_cpu_seconds();
+    sink = sink + kernels.fma_chains(iterations);
+    seconds = thread_cpu_seconds() - start;
+    if (seconds >= 5e-3) break;
+    iterations *= 4;
+  }
+  iterations = std::max<int64_t>(1, static_cast<int64_t>(iterations * (0.02 / seconds)));  // ~20 ms samples
+  double best = 0.0;
+  for (int sample = 0; sample < 7; ++sample) {
+    const double start = thread_cpu_seconds();
+    sink = sink + kernels.fma_chains(iterations);
+    const double elapsed = std::max(thread_cpu_seconds() - start, 1e-9);
+    best = std::max(best, static_cast<double>(iterations) * kernels.fma_chain_flops / elapsed / 1e9);
+  }
+  return best;
+}
+
+}  // namespace
+
+double fma_peak_gflops(const Kernels& kernels, int threads) {
+  if (threads <= 1) return one_thread_peak_gflops(kernels);
+  std::vector<double> peaks(threads, 0.0);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) workers.emplace_back([&, t] { peaks[t] = one_thread_peak_gflops(kernels); });
+  for (auto& w : workers) w.join();
+  double total = 0.0;
+  for (double p : peaks) total += p;
+  return total;
 }
 
 }  // namespace levit::gemm

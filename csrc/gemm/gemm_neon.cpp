@@ -5,6 +5,6 @@
 #include "gemm/gemm_kernel.h"
 
 namespace levit::gemm {
-const Kernels kNeonKernels = make_kernels<simd::VecNeon, 8, 3, 256>();
+const Kernels kNeonKernels = make_kernels<simd::VecNeon, 8, 3, 2048>();
 }
 #endif

@@ -4,5 +4,5 @@
 #include "gemm/gemm_kernel.h"
 
 namespace levit::gemm {
-const Kernels kScalarKernels = make_kernels<simd::VecScalar, 4, 4, 256>();
+const Kernels kScalarKernels = make_kernels<simd::VecScalar, 4, 4, 2048>();
 }

@@ -1,6 +1,6 @@
 // Standalone (torch-free) test of the GEMM kernels (csrc/gemm): every ISA variant runnable here against a float64
 // reference and against the scalar variant, at LeViT shapes and odd shapes (widths off the vector width and tile,
-// K over several K blocks, K = 0, no rows), every epilogue, outputs poisoned with NaN, the output computed in row
+// K over two K blocks, K = 0, no rows), every epilogue, outputs poisoned with NaN, the output computed in row
 // tiles and column blocks as the threads split it, and the MLP in token tiles through its scratch buffer.
 // Usage: gemm_test [seed]   (built and run by scripts/neon_test.sh)
 #include "gemm/gemm.h"
@@ -109,13 +109,14 @@ int main(int argc, char** argv) {
       for (int64_t n : {1, 3, 17, 100})
         for (int flags = 0; flags < 8; ++flags) check_linear(results, rng, isas, {m, k, n, flags});
   for (const LinearCase& c : std::vector<LinearCase>{
-           {197, 600, 37, 7}, {0, 5, 7, 7}, {3, 0, 7, 7},  // several K blocks; no rows; K = 0 (bias + residual)
+           {197, 2100, 37, 7}, {0, 5, 7, 7}, {3, 0, 7, 7},  // several K blocks; no rows; K = 0 (bias + residual)
            {196, 256, 1024, 1}, {196, 512, 256, 5}, {16, 1536, 512, 5}})  // LeViT qkv / proj / stage-3 proj
     check_linear(results, rng, isas, c);
   check_mlp(results, rng, isas, 196, 256, 512, 256, true);  // LeViT-256 stage 1 at one image
   check_mlp(results, rng, isas, 49, 384, 768, 384, true);
   check_mlp(results, rng, isas, 16, 768, 1536, 768, true);
   check_mlp(results, rng, isas, 7, 17, 34, 3, false);
+  check_mlp(results, rng, isas, 13, 17, 2100, 17, true);  // the second GEMM in two K blocks
   check_mlp(results, rng, isas, 200, 100, 1000, 100, true);
   return results.finish();
 }
