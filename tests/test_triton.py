@@ -183,6 +183,22 @@ def test_gpu_configs_meet_the_dot_rule_at_every_levit_shape():
         shrink.projection_tile(s.c, _runtime.block(s.d), attention.GPU_CONFIGS)
 
 
+@pytest.mark.skipif(not INTERPRETED, reason="on GPU, tests/test_triton_gpu.py runs every config at LeViT shapes")
+@pytest.mark.parametrize("op_name", ["biased_attention", "shrink_attention", "linear", "mlp"])
+def test_every_gpu_config_interpreted(op_name, gen):
+    """Each GPU autotune candidate (tile sizes, query tiles per program, output tiles...) forced alone through the
+    interpreter at a small odd shape: the index arithmetic and masks are right for every tiling the GPU may pick."""
+    kernel, candidates = cases.autotuned_kernels()[op_name]
+    att, shrink = cases.AttentionShape(4, 1, 3, 16, 24, 0), cases.AttentionShape(5, 2, 2, 8, 40, 24)
+    call, inputs, ref_fn = {op[0]: op[1:] for op in cases.op_calls(gen, 2, torch.float16, DEVICE, att, shrink,
+                                                                    9, 24, 40)}[op_name]
+    ref = ref_fn(inputs)
+    for config in candidates:
+        with cases.only_config(kernel, config):
+            out = run_poisoned(call, inputs)
+        assert_close_to_reference(out, ref, torch.float16, f"{op_name} with {config}")
+
+
 def test_fp32_dot_precision_follows_torch(monkeypatch):
     assert _runtime.dot_precision(torch.float32) == "ieee"
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)

@@ -2,6 +2,7 @@
 benchmark: drawn from a torch.Generator (reproducible from the test's seed) and moved to the device."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import torch
@@ -96,6 +97,53 @@ def mlp_inputs(gen, lead_shape, c, hidden, c_out, dtype, device):
     w2 = randn(gen, c_out, hidden, dtype=dtype, device=device, scale=hidden ** -0.5)
     b2 = randn(gen, c_out, dtype=dtype, device=device)
     return x, w1, b1, w2, b2
+
+
+# ---- the four ops as uniform calls, and forcing one autotune config ------------------------------------------------
+def op_calls(gen, batch, dtype, device, att, shrink, tokens, c, hidden):
+    """[(op name, call(inputs), inputs, float64 reference(inputs))] through torch.ops.levit_triton: attention at
+    ``att``, shrink attention at ``shrink`` (AttentionShapes), linear (c → hidden, with residual) and mlp
+    (c → hidden → c) on ``tokens`` tokens per image; Hardswish everywhere it applies."""
+    from levit_kernels.backends.triton import library as ops
+
+    a = attention_inputs(gen, batch, att.h, att.r, att.stride, att.d, att.dv, dtype, device, packed=True)
+    s = shrink_inputs(gen, batch, shrink.h, shrink.r, shrink.stride, shrink.c, shrink.d, shrink.dv, dtype, device,
+                      packed=True)
+    lin = linear_inputs(gen, (batch, tokens), c, hidden, dtype, device, residual=True)
+    mlp = mlp_inputs(gen, (batch, tokens), c, hidden, c, dtype, device)
+    return [
+        ("biased_attention", lambda t: ops.biased_attention(*t, att.r, att.stride, att.d ** -0.5, "hardswish"), a,
+         lambda t: attention_reference(*t, att.r, att.stride, "hardswish")),
+        ("shrink_attention", lambda t: ops.shrink_attention(*t, shrink.r, shrink.stride, shrink.d ** -0.5,
+                                                            "hardswish"), s,
+         lambda t: shrink_reference(*t, shrink.r, shrink.stride, "hardswish")),
+        ("linear", lambda t: ops.linear(t[0], t[1], t[2], "hardswish", t[3]), lin,
+         lambda t: linear_reference(t[0], t[1], t[2], "hardswish", t[3])),
+        ("mlp", lambda t: ops.mlp(*t, "hardswish", True), mlp, lambda t: mlp_reference(*t, "hardswish", True)),
+    ]
+
+
+def autotuned_kernels():
+    """{op name: (its autotuned kernel, the GPU candidate configs)}."""
+    from levit_kernels.backends.triton import attention, gemm, shrink
+
+    return {"biased_attention": (attention._biased_attention_kernel, attention.GPU_CONFIGS),
+            "shrink_attention": (shrink._shrink_attention_kernel, attention.GPU_CONFIGS),
+            "linear": (gemm._linear_kernel, gemm.GPU_LINEAR_CONFIGS),
+            "mlp": (gemm._mlp_kernel, gemm.GPU_MLP_CONFIGS)}
+
+
+@contextlib.contextmanager
+def only_config(kernel, config):
+    """Run an autotuned kernel with ``config`` alone (no timing of candidates) inside the block."""
+    saved = kernel.configs
+    kernel.configs = [config]
+    kernel.cache.clear()
+    try:
+        yield
+    finally:
+        kernel.configs = saved
+        kernel.cache.clear()
 
 
 # ---- LeViT shapes, from levit.config (the model's own op shapes) ----------------------------------------------------

@@ -10,7 +10,8 @@ enabled TF32 (``torch.backends.cuda.matmul.allow_tf32 = True`` or ``torch.set_fl
 tolerances.KERNEL_RTOL[float32] resp. tolerances.TRITON_TF32_RTOL bound the error.
 
 Autotuned on a GPU (configs keyed by shape and dtype; the first call with a new shape times the candidates, so
-warm up before capturing a CUDA graph); one fixed config when interpreted.
+warm up before capturing a CUDA graph); LEVIT_KERNELS_TRITON_AUTOTUNE=0 (read at the first call) uses one default
+config per kernel instead; one fixed config when interpreted. Inference only (no autograd).
 """
 import torch
 
