@@ -49,7 +49,7 @@ def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attentio
     check.same_dtype_device(op, [("q", q), ("k", k), ("v", v), ("attention_biases", attention_biases)])
     scale = check.scale(op, scale, d)
     activation = check.activation(op, activation)
-    impl = backends.module(backends.resolve(op, backend, q.device))
+    impl = backends.implementation(op, backend, q.device)
     return impl.biased_attention(q, k, v, attention_biases, resolution, stride, scale, activation)
 
 
@@ -72,7 +72,7 @@ def shrink_attention(x: torch.Tensor, q_weight: torch.Tensor, q_bias: torch.Tens
                                  ("attention_biases", attention_biases)])
     scale = check.scale(op, scale, d)
     activation = check.activation(op, activation)
-    impl = backends.module(backends.resolve(op, backend, x.device))
+    impl = backends.implementation(op, backend, x.device)
     return impl.shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale,
                                  activation)
 
@@ -99,7 +99,7 @@ def mlp(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b
         check.dim_equals(op, "w2", w2, 0, c, "output width = channels of x, for the residual add")
     check.same_dtype_device(op, [("x", x), ("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2)])
     activation = check.activation(op, activation)
-    impl = backends.module(backends.resolve(op, backend, x.device))
+    impl = backends.implementation(op, backend, x.device)
     return impl.mlp(x, w1, b1, w2, b2, activation, residual)
 
 
@@ -122,5 +122,5 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], 
             check.fail(op, "residual", f"of the output's shape {expected}", f"shape {tuple(residual.shape)}")
     check.same_dtype_device(op, [("x", x), ("weight", weight), ("bias", bias), ("residual", residual)])
     activation = check.activation(op, activation)
-    impl = backends.module(backends.resolve(op, backend, x.device))
+    impl = backends.implementation(op, backend, x.device)
     return impl.linear(x, weight, bias, activation, residual)

@@ -6,3 +6,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 "$PY" -m pytest -q -p no:cacheprovider tests "$@"
 "$PY" -m pytest -q -p no:cacheprovider benchmarks --benchmark-disable
+# Standalone C++ kernel tests (no Python): every SIMD variant against scalar, natively (AVX2 here) and as AArch64
+# NEON under qemu-aarch64 (installs g++-aarch64-linux-gnu and qemu-user when missing).
+bash scripts/neon_test.sh --native
+bash scripts/neon_test.sh

@@ -20,19 +20,24 @@ def _restore_threads():
     torch.set_num_threads(threads)
 
 
-def test_demo_reports_params_flops_speed_and_fusion_error(capsys):
-    assert main(["demo", "--model", "levit_128s", "--batch", "2", "--repeats", "2", "--seed", "3"]) == 0
+def test_demo_reports_params_flops_verification_speed_and_fusion_error(capsys):
+    assert main(["demo", "--model", "levit_128s", "--batch", "2", "--repeats", "2", "--seed", "3",
+                 "--verify-batch", "1", "--backend", "reference"]) == 0
     out = capsys.readouterr().out
     assert "levit_128s: 7,777,058 parameters, 305.1 M multiply-adds per image" in out
+    assert "end-to-end check of levit_kernels.optimize (backend reference)" in out and "PASSED" in out
+    assert "blocks.4" in out and "top-1 agreement 1/1" in out
     assert "batch 2" in out and "1 thread(s)" in out
-    assert out.count("images/s") == 2 and "eager, unfused" in out and "eager, BN fused" in out
+    assert out.count("images/s") == 3 and "eager, unfused" in out and "eager, BN fused" in out
+    assert "levit_kernels[reference]" in out
     assert "max relative error, fused vs unfused" in out and ": OK" in out
 
 
 def test_demo_with_a_checkpoint(tmp_path, capsys):
     path = tmp_path / "w.pth"
     torch.save(levit.create_model("levit_128s").state_dict(), path)
-    assert main(["demo", "--model", "levit_128s", "--batch", "1", "--repeats", "1", "--checkpoint", str(path)]) == 0
+    assert main(["demo", "--model", "levit_128s", "--batch", "1", "--repeats", "1", "--checkpoint", str(path),
+                 "--verify-batch", "1", "--backend", "reference"]) == 0
     assert str(path) in capsys.readouterr().out
 
 

@@ -19,6 +19,9 @@ _MODULES = {
 # Device type each backend runs on (None: any).
 _DEVICE = {"reference": None, "cpu": "cpu", "triton": None}
 _warned: set[str] = set()
+# (op, backend, device type) -> backend module. Resolution runs once per key, so the per-call cost of the public
+# ops is a dict lookup, which torch.compile also traces through without a graph break.
+_resolved: dict = {}
 
 
 def module(name: str):
@@ -57,6 +60,16 @@ def resolve(op: str, backend: str, device: torch.device) -> str:
     if want is not None and device.type != want:
         raise ValueError(f"{op}: backend '{backend}' runs on {want} tensors, got tensors on {device}")
     return backend
+
+
+def implementation(op: str, backend: str, device: torch.device):
+    """The backend module that runs ``op`` for ``backend`` on ``device`` (resolved once per combination)."""
+    key = (op, backend, device.type)
+    impl = _resolved.get(key)
+    if impl is None:
+        impl = module(resolve(op, backend, device))
+        _resolved[key] = impl
+    return impl
 
 
 def report() -> dict[str, tuple[bool, str]]:

@@ -1,0 +1,106 @@
+"""``levit_kernels.optimize(model)``: a drop-in LeViT whose blocks run the fused levit_kernels ops.
+
+- :mod:`~levit_kernels.optimize.recognize`: recognise this project's and timm's LeViTs by structure, fold them;
+- :mod:`~levit_kernels.optimize.fused` and :mod:`~levit_kernels.optimize.stem`: the optimized model;
+- :mod:`~levit_kernels.optimize.verify`: end-to-end equivalence against the eager model.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+import torch.nn as nn
+
+from levit_kernels import backends, ops
+from levit_kernels.optimize.fused import OptimizedLeViT, Runtime, runtime
+from levit_kernels.optimize.recognize import LeViTDescription, UnrecognizedModelError, describe
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64}
+# What each backend computes in (the reference computes in any floating dtype).
+BACKEND_DTYPES = {"cpu": (torch.float32,), "triton": (torch.float32, torch.float16, torch.bfloat16)}
+
+
+def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    tensors = [t for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()]
+    if not tensors:
+        raise ValueError("optimize: the model has no floating-point weights")
+    devices = {t.device for t in tensors}
+    if len(devices) > 1:
+        raise ValueError(f"optimize: the model's weights are spread over devices {sorted(map(str, devices))}; "
+                         f"move it to one device first")
+    return tensors[0].device, tensors[0].dtype
+
+
+def resolve_dtype(dtype: Union[None, str, torch.dtype], default: torch.dtype) -> torch.dtype:
+    if dtype is None:
+        return default
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    raise ValueError(f"optimize: argument 'dtype' must be None, torch.float32, torch.float16 or torch.bfloat16 "
+                     f"(or their names), got {dtype!r}")
+
+
+def _check_backend_dtype(backend: str, dtype: torch.dtype) -> None:
+    allowed = BACKEND_DTYPES.get(backend)
+    if allowed is not None and dtype not in allowed:
+        hint = ("; low-precision dtypes are for the triton backend on a GPU" if backend == "cpu" else "")
+        raise ValueError(f"optimize: backend '{backend}' computes in {', '.join(map(str, allowed))} only, got "
+                         f"dtype={dtype}{hint}")
+
+
+def checked_ops() -> Runtime:
+    """The public ops (which validate every argument) on the reference backend, called like a backend's."""
+    def bound(op):
+        return lambda *args: op(*args, backend="reference")
+
+    return Runtime(bound(ops.linear), bound(ops.mlp), bound(ops.biased_attention), bound(ops.shrink_attention))
+
+
+def optimize(model: nn.Module, backend: str = "auto", dtype: Union[None, str, torch.dtype] = None, *,
+             channels_last: bool = True) -> OptimizedLeViT:
+    """A new module computing ``model``'s eval outputs with the fused ops; ``model`` is left untouched.
+
+    ``model``: a LeViT in eval mode — :class:`levit.LeViT` (fused or not) or timm's ``Levit`` /
+    ``LevitDistilled`` (``levit_*`` linear or ``levit_conv_*`` conv kind), recognised by its structure.
+    ``backend``: "auto" (cpu on CPU, triton on GPU, else the reference with a warning), "cpu", "triton" or
+    "reference". ``dtype``: the compute dtype (default: the model's); fp16/bf16 are for GPUs (the cpu backend is
+    float32 only). The optimized model takes the images the source takes and returns logits in their dtype.
+
+    Every BatchNorm is folded, both heads merged into one Linear, weights cast, laid out and (cpu backend) packed
+    once; packed weights belong to the CPU ISA active at optimize time. One batch-1 pass through the validating
+    public ops checks every call's arguments here, so the forward calls the backend functions directly.
+    Raises ValueError for training mode, an unrecognised structure (:class:`UnrecognizedModelError`), a dtype the
+    backend cannot compute in, or an unavailable backend.
+    """
+    return optimize_described(model, backend, dtype, channels_last)[0]
+
+
+def optimize_described(model: nn.Module, backend: str = "auto", dtype: Union[None, str, torch.dtype] = None,
+                       channels_last: bool = True) -> tuple[OptimizedLeViT, LeViTDescription]:
+    """:func:`optimize`, also returning the recognised description of ``model`` (for :func:`verify`)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"optimize: argument 'model' must be a torch.nn.Module, got {type(model).__name__}")
+    device, model_dtype = _model_device_dtype(model)
+    dtype = resolve_dtype(dtype, model_dtype)
+    name = backends.resolve("optimize", backend, device)
+    _check_backend_dtype(name, dtype)
+    description = describe(model)
+    optimized = OptimizedLeViT(description, name, dtype, device, channels_last)
+    side = optimized.image_size
+    # The check pass runs the reference backend: the public ops validate the same arguments for every backend, and
+    # nothing is compiled, autotuned or cached for a batch of one.
+    with torch.no_grad():  # not inference_mode: reference.py caches index tensors made on first use
+        optimized.bind(checked_ops())
+        optimized(torch.zeros(1, optimized.in_channels, side, side, device=device, dtype=dtype))
+    backend_module = backends.module(name)
+    ops_of_backend = runtime(backend_module)
+    if ops_of_backend.packed:
+        optimized.pack(backend_module.pack_weight)
+    optimized.bind(ops_of_backend)
+    return optimized, description
+
+
+__all__ = ["optimize", "OptimizedLeViT", "UnrecognizedModelError", "describe", "DTYPES"]
