@@ -208,8 +208,16 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Mapping:
             from safetensors.torch import load_file
         except ImportError:
             raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package") from None
-        return load_file(path, device="cpu")
-    return torch.load(path, map_location="cpu", weights_only=True)
+        reader = lambda: load_file(path, device="cpu")  # noqa: E731
+    else:
+        reader = lambda: torch.load(path, map_location="cpu", weights_only=True)  # noqa: E731
+    try:
+        return reader()
+    except Exception as exc:  # garbage, truncation, pickled code: torch's message is pages long, ours one line
+        detail = str(exc).strip().split("\n")[0].split(". ")[0]
+        raise CheckpointError(f"{path}: not a readable checkpoint (expected a .pth/.pt state dict saved by "
+                              f"torch.save, or .safetensors): {type(exc).__name__}"
+                              + (f": {detail}" if detail else "")) from exc
 
 
 def load_checkpoint(model: LeViT, checkpoint) -> LeViT:

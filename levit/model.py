@@ -234,6 +234,8 @@ class LeViT(nn.Module):
         self.spec = get_spec(spec)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 1:
+            raise ValueError(f"img_size must be a positive int (image side in pixels), got {img_size!r}")
         self.num_classes, self.distillation, self.img_size = num_classes, bool(distillation), img_size
         self.fused = False
         self.stem = Stem(stem_shapes(self.spec, img_size))
