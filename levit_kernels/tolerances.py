@@ -19,6 +19,9 @@ KERNEL_RTOL = {
 # Triton on a GPU computes fp32 dots in TF32 (10-bit mantissa) unless told otherwise; the interpreter is exact.
 TRITON_TF32_RTOL = 2e-3
 
+# Attention with large logits (see large_logit_rtol): multiple of ε_fp32 · |logit| allowed on top of KERNEL_RTOL.
+LARGE_LOGIT_ULPS = 8.0
+
 # Whole-model fp32 logits: optimized vs eager reference (issue contract).
 MODEL_FP32_RTOL = 1e-4
 # Low precision: the optimized model's error may be at most this multiple of the eager low-precision model's
@@ -39,6 +42,12 @@ def max_rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
         return float("inf")
     scale = max(ref64.abs().max().item(), 1.0)
     return (out64 - ref64).abs().max().item() / scale
+
+
+def large_logit_rtol(dtype: torch.dtype, logit_magnitude: float) -> float:
+    """Attention whose logits reach ±L (|bias| + scale·Σ|q·k|): the kernels form logits in fp32, so each carries an
+    absolute rounding error of a few ε_fp32·L, which the softmax passes on as that relative error of its weights."""
+    return kernel_rtol(dtype) + LARGE_LOGIT_ULPS * torch.finfo(torch.float32).eps * logit_magnitude
 
 
 def kernel_rtol(dtype: torch.dtype) -> float:

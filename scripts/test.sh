@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite: Python tests (reference, model, CPU kernels under every ISA this CPU runs, Triton under the
-# interpreter), the benchmarks in their quick smoke mode (so they cannot rot), and the standalone C++ tests.
+# interpreter, property/extreme-value/concurrency/bad-input/scale tests), the benchmarks in their quick smoke mode (so
+# they cannot rot), the standalone C++ tests, and the C++ kernels under ASan+UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,3 +11,6 @@ PY=${PYTHON:-python3}
 # NEON under qemu-aarch64 (installs g++-aarch64-linux-gnu and qemu-user when missing).
 bash scripts/neon_test.sh --native
 bash scripts/neon_test.sh
+# AddressSanitizer + UndefinedBehaviorSanitizer build of csrc: the C++ tests and the CPU op tests again; fails on any
+# report (about 9 minutes on 2 cores, most of it the instrumented build).
+bash scripts/sanitize_test.sh

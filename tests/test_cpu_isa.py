@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from levit_kernels.backends import cpu
 from levit_kernels.backends.cpu._loader import ISAS
@@ -132,3 +133,19 @@ def test_no_avx_outside_avx_kernels_in_built_extension():
     leaks = avx_leaks(disassembly)
     assert not leaks, "AVX instructions in functions a plain x86-64 CPU may run:\n" + "\n".join(
         f"  {name}: {insn}" for name, insn in sorted(leaks.items())[:20])
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU: nothing to run in parallel")
+def test_kernels_run_on_all_torch_threads():
+    """at::parallel_for is inlined into the extension: built without the OpenMP flag torch's own build used, it runs
+    every kernel on one thread, silently (results stay right; only speed suffers, so no correctness test sees it)."""
+    from levit_kernels import _C
+
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert _C.parallel_workers(64) == 2, "the kernels' parallel_for ran on one thread with torch set to two"
+        torch.set_num_threads(1)
+        assert _C.parallel_workers(64) == 1
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,157 @@
+"""Property tests: every public op on every backend that runs here (the eager reference; cpu under each ISA this
+CPU runs; triton, under the interpreter without a GPU) against the float64 reference, on shapes, memory layouts,
+dtypes, flags and values drawn by hypothesis, with outputs poisoned.
+
+Shapes span the issue's ranges (grid side 1-16, stride 1/2, heads 1-16, key dim 8-64, value dim 8-256, batch 1-9)
+under a per-call work budget, so large sides come with few heads and small batches; the interpreted triton
+backend gets tiny shapes (its per-call cost is tens of milliseconds even then). LEVIT_PROPERTY_EXAMPLES sets the
+examples per op and backend (default 500). The seed is fresh per session and printed on failure (rerun with
+LEVIT_TEST_SEED=N); hypothesis also prints the falsifying case and a @reproduce_failure blob.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+
+import pytest
+import torch
+from support import targets
+
+targets.interpret_triton()  # before any Triton kernel is built
+
+from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from conftest import assert_close_to_reference  # noqa: E402
+from levit_kernels.reference import query_grid_side  # noqa: E402
+from support import op_cases  # noqa: E402
+from support.op_cases import AttentionCase, GemmCase  # noqa: E402
+
+EXAMPLES = int(os.environ.get("LEVIT_PROPERTY_EXAMPLES", "500"))
+SEED = int(os.environ.get("LEVIT_TEST_SEED", random.SystemRandom().randrange(2**31)))
+PROPERTY = settings(max_examples=EXAMPLES, deadline=None, print_blob=True, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                           HealthCheck.data_too_large])
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What a backend's cases may draw: maxima per dim and a budget of multiply-adds per call."""
+    side: int
+    pairs: int             # batch × heads
+    key_dim: tuple
+    value_dim: tuple
+    channels: int          # shrink: C of x
+    tokens: int            # linear/mlp: rows of x
+    width: int             # linear/mlp: C, C_out, hidden
+    work: int
+    dtypes: tuple
+    x_scales: tuple        # linear/mlp input magnitudes
+
+
+CPU_LIMITS = Limits(side=16, pairs=144, key_dim=(8, 64), value_dim=(8, 256), channels=64, tokens=200, width=200,
+                    work=1_000_000, dtypes=(torch.float32,), x_scales=(1e-3, 1.0, 1e3))
+REFERENCE_LIMITS = dataclasses.replace(CPU_LIMITS, dtypes=(torch.float32, torch.float64))
+# Interpreted triton tiles: 16 queries (two tiles per program), linear 16×32×16, mlp hidden slices of 16; these
+# limits reach past each tile edge once and no further.
+TRITON_LIMITS = Limits(side=5, pairs=3, key_dim=(8, 17), value_dim=(8, 33), channels=17, tokens=17, width=33,
+                       work=20_000, dtypes=(torch.float32, torch.float16), x_scales=(1e-3, 1.0, 10.0))
+TRITON_GPU_LIMITS = dataclasses.replace(CPU_LIMITS, dtypes=(torch.float32, torch.float16, torch.bfloat16),
+                                        x_scales=(1e-3, 1.0, 10.0))
+
+
+@pytest.fixture(params=targets.ALL_TARGETS)
+def target(request):
+    request.node.user_properties.append(("seed", SEED))
+    with targets.use(request.param) as t:
+        yield t
+
+
+def limits_of(target: targets.Target) -> Limits:
+    if target.backend == "triton":
+        return TRITON_LIMITS if target.interpreted else TRITON_GPU_LIMITS
+    return REFERENCE_LIMITS if target.backend == "reference" else CPU_LIMITS
+
+
+# ---- strategies -------------------------------------------------------------------------------------------------
+
+
+def _at_most(limit: int, low: int, high: int) -> int:
+    return max(low, min(high, limit))
+
+
+@st.composite
+def attention_cases(draw, lim: Limits, shrink: bool) -> AttentionCase:
+    r = draw(st.integers(1, lim.side))
+    stride = draw(st.sampled_from((1, 2)))
+    per_key_dim = query_grid_side(r, stride) ** 2 * r * r  # multiply-adds per unit of D + Dv per (batch, head)
+    d = draw(st.integers(*lim.key_dim))
+    dv = draw(st.integers(lim.value_dim[0], _at_most(lim.work // per_key_dim - d, *lim.value_dim)))
+    pairs = _at_most(lim.work // (per_key_dim * (d + dv)), 1, lim.pairs)
+    heads = draw(st.integers(1, min(16, pairs)))
+    batch = draw(st.integers(1, _at_most(pairs // heads, 1, 9)))
+    channels = draw(st.integers(1, lim.channels)) if shrink else 0
+    # Logits stay within about ±30 (the scale is a factor of D^-1/2): the fp32 tolerance holds for any softmax
+    # there; far larger logits are tests/test_extremes.py's subject.
+    factor = draw(st.one_of(st.none(), st.floats(0.1, 2.0)))
+    return AttentionCase(
+        batch, heads, r, stride, d, dv,
+        layout=draw(st.sampled_from(op_cases.ATTENTION_LAYOUTS)),
+        dtype=draw(st.sampled_from(lim.dtypes)),
+        activation=draw(st.sampled_from((None, "hardswish"))),
+        scale=None if factor is None else factor * d ** -0.5,
+        qk_scale=draw(st.sampled_from((0.1, 1.0, 1.5))),
+        bias_scale=draw(st.sampled_from((0.0, 1.0, 4.0))),
+        seed=draw(st.integers(0, 2**32 - 1)),
+        channels=channels)
+
+
+@st.composite
+def gemm_cases(draw, lim: Limits, mlp: bool) -> GemmCase:
+    lead = tuple(draw(st.lists(st.integers(1, 9), max_size=3)))
+    rows = max(1, int(torch.tensor(lead).prod().item()) if lead else 1)
+    if rows > lim.tokens:
+        lead = (lim.tokens,)
+        rows = lim.tokens
+    width = _at_most(int((lim.work // rows) ** 0.5), 1, lim.width)
+    channels = draw(st.integers(1, width))
+    hidden = draw(st.integers(1, width)) if mlp else 0
+    residual = draw(st.booleans())
+    out = channels if residual and mlp else draw(st.integers(1, width))
+    return GemmCase(
+        lead, channels, out, hidden,
+        bias=draw(st.booleans()),
+        residual=residual,
+        layout=draw(st.sampled_from(op_cases.GEMM_LAYOUTS)),
+        dtype=draw(st.sampled_from(lim.dtypes)),
+        activation=draw(st.sampled_from((None, "hardswish"))),
+        x_scale=draw(st.sampled_from(lim.x_scales)),
+        seed=draw(st.integers(0, 2**32 - 1)))
+
+
+STRATEGIES = {
+    "biased_attention": lambda lim: attention_cases(lim, shrink=False),
+    "shrink_attention": lambda lim: attention_cases(lim, shrink=True),
+    "linear": lambda lim: gemm_cases(lim, mlp=False),
+    "mlp": lambda lim: gemm_cases(lim, mlp=True),
+}
+
+
+# ---- the property -----------------------------------------------------------------------------------------------
+
+
+def check_against_reference(target: targets.Target, case):
+    args, kwargs = op_cases.make_args(case, target.device)
+    out = targets.run_poisoned(target, case, args, kwargs)
+    ref = op_cases.reference64(case, args, kwargs)
+    assert out.shape == ref.shape and out.dtype == case.dtype and out.device == args[0].device
+    assert_close_to_reference(out, ref, case.dtype, f"{case.op} on {target.backend}, {case}")
+
+
+@pytest.mark.parametrize("op", op_cases.OPS)
+@seed(SEED)
+@PROPERTY
+@given(data=st.data())
+def test_op_matches_float64_reference(target, op, data):
+    check_against_reference(target, data.draw(STRATEGIES[op](limits_of(target)), label="case"))
