@@ -31,6 +31,14 @@ def cpu_extension():
         # (#pragma GCC target), so no AVX instruction can reach code that runs on a plain x86-64 CPU.
         cxx += ["-march=x86-64", "-mtune=generic"]
     ldflags = []
+    import torch
+
+    if torch._C.has_openmp:
+        # at::parallel_for is inlined from ATen's headers as an `omp parallel` region when torch's parallel backend
+        # is OpenMP: without -fopenmp the pragma is dropped and every kernel silently runs on one thread. The
+        # runtime it links (libgomp.so.1) is the one torch has already loaded.
+        cxx.append("-fopenmp")
+        ldflags.append("-fopenmp")
     if os.environ.get("LEVIT_KERNELS_SANITIZE") == "1":
         cxx = [f for f in cxx if f != "-O3"] + ["-O1", "-g", "-fsanitize=address,undefined,float-cast-overflow",
                                                "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]

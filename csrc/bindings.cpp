@@ -1,5 +1,9 @@
 // Python-visible helpers of the extension (the ops themselves are torch custom ops, registered per op family).
+#include <ATen/Parallel.h>
 #include <torch/extension.h>
+
+#include <mutex>
+#include <set>
 
 #include "common/isa.h"
 #include "common/output.h"
@@ -18,4 +22,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         [](int threads) { return levit::gemm::fma_peak_gflops(levit::gemm::kernels_for(levit::active_isa()), threads); },
         pybind11::arg("threads") = 1,
         "fp32 FMA peak (GFLOP/s) of the active ISA on `threads` threads, from an FMA-bound loop timed by CPU time");
+  m.def("parallel_workers",
+        [](int64_t items) {
+          std::mutex lock;
+          std::set<int> workers;
+          at::parallel_for(0, items, 1, [&](int64_t, int64_t) {
+            std::lock_guard<std::mutex> guard(lock);
+            workers.insert(at::get_thread_num());
+          });
+          return static_cast<int64_t>(workers.size());
+        },
+        pybind11::arg("items"),
+        "Threads the kernels' at::parallel_for ran `items` work items on: proof the build really runs in parallel");
 }
