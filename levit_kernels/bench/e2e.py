@@ -125,6 +125,9 @@ def _onnxruntime(case: EndToEndCase, folded: torch.nn.Module) -> Callable:
         options = ort.SessionOptions()
         options.intra_op_num_threads = case.threads
         options.inter_op_num_threads = 1
+        # ORT's idle workers otherwise keep spinning after run() returns and take the cores from whatever runs next:
+        # measured interleaved at batch 1 on 2 cores, that cut the other candidates to less than half their speed.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])

@@ -66,8 +66,13 @@ def memory_gib() -> Optional[float]:
         return None
 
 
+def host_cpus() -> int:
+    """Logical CPUs of the machine: part of its identity, whatever this process is pinned to."""
+    return os.cpu_count() or 1
+
+
 def cpu_cores() -> int:
-    """CPUs this process may run on (the affinity mask, not the host's count)."""
+    """CPUs this process may run on (the affinity mask, e.g. under taskset; not the host's count)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -113,7 +118,8 @@ def fingerprint() -> dict:
     """Everything that identifies the hardware and software a measurement came from."""
     return {
         "cpu": {"model": cpu_model(), "arch": platform.machine(), "isa_active": active_isa(),
-                "isa_detected": detected_isa(), "cores": cpu_cores(), "memory_gib": memory_gib()},
+                "isa_detected": detected_isa(), "cores": host_cpus(), "cores_usable": cpu_cores(),
+                "memory_gib": memory_gib()},
         "gpu": gpu_info(),
         "software": {"python": platform.python_version(), "torch": torch.__version__,
                      "triton": _module_version("triton"), "onnxruntime": _module_version("onnxruntime"),

@@ -255,7 +255,8 @@ def format_markdown(data: dict, chart: Optional[str] = None) -> str:
         fp, settings = run["fingerprint"], run["settings"]
         cpu, gpu = fp.get("cpu", {}), fp.get("gpu")
         machine = gpu["name"] if settings["device"] == "cuda" and gpu else \
-            f"{cpu.get('model')}, {cpu.get('isa_active') or cpu.get('isa_detected')}, {cpu.get('cores')} cores"
+            f"{cpu.get('model')}, {cpu.get('isa_active') or cpu.get('isa_detected')}, {cpu.get('cores')} cores" + \
+            (f" (pinned to {cpu['cores_usable']})" if cpu.get("cores_usable", cpu.get("cores")) != cpu.get("cores") else "")
         out.append(f"`{run['command']}` — {machine}; torch {fp.get('software', {}).get('torch')}, commit "
                    f"{(fp.get('git_commit') or '?')[:12]}, {fp.get('date')}, load average at start "
                    f"{(fp.get('load_average') or ['?'])[0]}")
