@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from conftest import assert_close_to_reference  # noqa: E402
+from levit_kernels import tolerances  # noqa: E402
 from levit_kernels.reference import query_grid_side  # noqa: E402
 from support import op_cases  # noqa: E402
 from support.op_cases import AttentionCase, GemmCase  # noqa: E402
@@ -146,7 +147,11 @@ def check_against_reference(target: targets.Target, case):
     out = targets.run_poisoned(target, case, args, kwargs)
     ref = op_cases.reference64(case, args, kwargs)
     assert out.shape == ref.shape and out.dtype == case.dtype and out.device == args[0].device
-    assert_close_to_reference(out, ref, case.dtype, f"{case.op} on {target.backend}, {case}")
+    rtol = tolerances.kernel_rtol(case.dtype)
+    if isinstance(case, GemmCase) and ref.numel() and ref.abs().max() > 0:
+        # Outputs that cancel (residual + a product of opposite sign) keep the rounding of the terms they came from.
+        rtol *= max(1.0, op_cases.gemm_magnitude(case, args, kwargs) / ref.abs().max().item())
+    assert_close_to_reference(out, ref, case.dtype, f"{case.op} on {target.backend}, {case}", rtol=rtol)
 
 
 @pytest.mark.parametrize("op", op_cases.OPS)
