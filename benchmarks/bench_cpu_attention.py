@@ -26,6 +26,7 @@ import torch
 
 import levit_kernels as lk
 from levit_kernels import reference, tolerances
+from levit_kernels.bench import timing
 
 BATCH, R, D = 16, 14, 32
 ACT = "hardswish"
@@ -72,10 +73,8 @@ def make_case(op: str, batch: int = BATCH, seed: int = 0):
 
 @pytest.fixture(params=[1, "all"], ids=lambda t: f"threads={t}")
 def threads(request):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1 if request.param == 1 else os.cpu_count())
-    yield torch.get_num_threads()
-    torch.set_num_threads(previous)
+    with timing.torch_threads(1 if request.param == 1 else os.cpu_count()):
+        yield torch.get_num_threads()
 
 
 @pytest.mark.parametrize("impl", ["eager", "cpu"])

@@ -6,7 +6,6 @@ die while other threads call, evicts beyond its bound, and drops the entries of 
 from __future__ import annotations
 
 import gc
-import threading
 
 import pytest
 import torch
@@ -18,31 +17,11 @@ targets.interpret_triton()  # before any Triton kernel is built
 import levit_kernels as lk  # noqa: E402
 from levit_kernels import backends, tolerances  # noqa: E402
 from support import op_cases  # noqa: E402
+from support.threads import run_threads  # noqa: E402
 from support.op_cases import AttentionCase, GemmCase  # noqa: E402
 
 THREADS = 8
 ROUNDS = 3  # calls per case per thread
-
-
-def run_threads(worker, n=THREADS):
-    """worker(i) in n threads started together; re-raises the first exception."""
-    start = threading.Barrier(n)
-    errors = []
-
-    def body(i):
-        try:
-            start.wait()
-            worker(i)
-        except BaseException as exc:  # surfaced below, with its traceback
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 def cases_for(op: str):
@@ -83,7 +62,7 @@ def test_threads_match_serial_calls_bit_for_bit(target, op):
             args, kwargs = inputs[j]
             results[i].append((j, op_cases.call(cases[j], args, kwargs, target.backend)))
 
-    run_threads(worker)
+    run_threads(worker, THREADS)
     for i, calls in enumerate(results):
         assert len(calls) == len(cases) * ROUNDS
         for j, out in calls:
@@ -119,7 +98,7 @@ def test_cache_concurrent_first_use_of_many_weights():
             args, kwargs = inputs[j]
             results[i][j] = op_cases.call(cases[j], args, kwargs, "cpu")
 
-    run_threads(worker)
+    run_threads(worker, THREADS)
     assert gemm.cache_entries() == len(cases), "each weight must be packed (and cached) exactly once"
     for per_thread in results:
         for j, out in per_thread.items():
@@ -149,7 +128,7 @@ def test_cache_weights_dying_while_other_threads_call():
             else:
                 _gemm(GemmCase((3,), 16 + round_ % 5, 8 + i, seed=round_))
 
-    run_threads(worker)
+    run_threads(worker, THREADS)
     gc.collect()
     assert gemm.cache_entries() == 1, "only the live weight may keep an entry"
     del keep_args
@@ -200,7 +179,7 @@ def test_optimized_model_shared_by_threads(backend):
                 for j in [(i + k) % len(batches) for k in range(len(batches))]:
                     results[i].append((j, optimized(batches[j])))
 
-        run_threads(worker)
+        run_threads(worker, THREADS)
     for i, calls in enumerate(results):
         assert len(calls) == len(batches)
         for j, out in calls:

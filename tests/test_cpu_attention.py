@@ -11,6 +11,7 @@ from conftest import assert_close_to_reference
 from levit.config import MODEL_NAMES, SHRINK_STRIDE, op_shapes
 from levit_kernels import _debug, ops, reference
 from levit_kernels.backends import cpu
+from levit_kernels.bench.timing import torch_threads
 from levit_kernels.backends.cpu._loader import ISAS
 
 pytestmark = pytest.mark.skipif(not cpu.availability()[0], reason=f"CPU backend: {cpu.availability()[1]}")
@@ -180,14 +181,10 @@ def test_nan_inf_pattern_matches_reference(isa, gen):
 def test_threads_give_identical_results(gen):
     """Each work item runs on one thread: the thread count cannot change a single bit."""
     inputs = attention_inputs(gen, 3, 4, 7, 1, 16, 32, "packed")
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         one = ops.biased_attention(*inputs, 7, 1, backend="cpu")
-        torch.set_num_threads(max(2, previous))
+    with torch_threads(max(2, torch.get_num_threads())):
         many = ops.biased_attention(*inputs, 7, 1, backend="cpu")
-    finally:
-        torch.set_num_threads(previous)
     assert torch.equal(one, many)
 
 

@@ -1,7 +1,6 @@
 """CPU (C++) linear and mlp against the float64 reference, under every ISA variant this machine runs, plus the
 packed-weight cache, torch.compile/export, opcheck and argument errors."""
 import gc
-import threading
 
 import pytest
 import torch
@@ -11,6 +10,8 @@ from levit import config
 from levit_kernels import backends, reference
 from levit_kernels._debug import poisoned_outputs
 from levit_kernels.backends import cpu
+from levit_kernels.bench.timing import torch_threads
+from support.threads import run_threads
 from tests.conftest import assert_close_to_reference
 
 _ok, _why = backends.availability("cpu")
@@ -157,14 +158,10 @@ def test_thread_count_does_not_change_results(gen, tokens):
     x = torch.randn(tokens, 72, generator=gen)
     w, b = _weights(gen, 100, 72)
     w2, b2 = _weights(gen, 72, 100)
-    previous = torch.get_num_threads()
     outs = []
-    try:
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
+    for threads in (1, 2, 3):
+        with torch_threads(threads):
             outs.append((lk.linear(x, w, b, "hardswish", backend="cpu"), lk.mlp(x, w, b, w2, b2, backend="cpu")))
-    finally:
-        torch.set_num_threads(previous)
     for lin, mlp in outs[1:]:
         assert torch.equal(lin, outs[0][0]) and torch.equal(mlp, outs[0][1])
     _check_linear(x, w, b, "hardswish", None, "linear")
@@ -226,22 +223,12 @@ def test_cache_concurrent_first_use(gen):
     x = torch.randn(50, 64, generator=gen)
     w, b = _weights(gen, 96, 64)
     w2, b2 = _weights(gen, 64, 96)
-    start = threading.Barrier(8)
-    results, errors = [None] * 8, []
+    results = [None] * 8
 
     def worker(i):
-        try:
-            start.wait()
-            results[i] = (lk.linear(x, w, b, "hardswish", backend="cpu"), lk.mlp(x, w, b, w2, b2, backend="cpu"))
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
+        results[i] = (lk.linear(x, w, b, "hardswish", backend="cpu"), lk.mlp(x, w, b, w2, b2, backend="cpu"))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    run_threads(worker, 8)
     for lin, mlp in results[1:]:
         assert torch.equal(lin, results[0][0]) and torch.equal(mlp, results[0][1])
     assert cpu.gemm.cache_entries() == 2

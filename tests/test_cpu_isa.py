@@ -11,10 +11,10 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from levit_kernels.backends import cpu
 from levit_kernels.backends.cpu._loader import ISAS
+from levit_kernels.bench.timing import torch_threads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(not cpu.availability()[0], reason=f"CPU backend: {cpu.availability()[1]}")
@@ -141,11 +141,7 @@ def test_kernels_run_on_all_torch_threads():
     every kernel on one thread, silently (results stay right; only speed suffers, so no correctness test sees it)."""
     from levit_kernels import _C
 
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
+    with torch_threads(2):
         assert _C.parallel_workers(64) == 2, "the kernels' parallel_for ran on one thread with torch set to two"
-        torch.set_num_threads(1)
+    with torch_threads(1):
         assert _C.parallel_workers(64) == 1
-    finally:
-        torch.set_num_threads(previous)

@@ -254,9 +254,10 @@ def format_markdown(data: dict, chart: Optional[str] = None) -> str:
     for run in data["runs"]:
         fp, settings = run["fingerprint"], run["settings"]
         cpu, gpu = fp.get("cpu", {}), fp.get("gpu")
+        usable = cpu.get("cores_usable", cpu.get("cores"))  # older files have no affinity record
+        pinned = f" (pinned to {usable})" if usable != cpu.get("cores") else ""
         machine = gpu["name"] if settings["device"] == "cuda" and gpu else \
-            f"{cpu.get('model')}, {cpu.get('isa_active') or cpu.get('isa_detected')}, {cpu.get('cores')} cores" + \
-            (f" (pinned to {cpu['cores_usable']})" if cpu.get("cores_usable", cpu.get("cores")) != cpu.get("cores") else "")
+            f"{cpu.get('model')}, {cpu.get('isa_active') or cpu.get('isa_detected')}, {cpu.get('cores')} cores{pinned}"
         out.append(f"`{run['command']}` — {machine}; torch {fp.get('software', {}).get('torch')}, commit "
                    f"{(fp.get('git_commit') or '?')[:12]}, {fp.get('date')}, load average at start "
                    f"{(fp.get('load_average') or ['?'])[0]}")

@@ -9,13 +9,13 @@ Memory a view does not cover is NaN, so a kernel reading outside its operand poi
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Optional
 
 import torch
 
 from levit_kernels import ops, reference
+from levit_kernels.bench.timing import torch_threads
 from levit_kernels.reference import query_grid_side
 
 ATTENTION_LAYOUTS = ("contiguous", "packed", "transposed", "strided")
@@ -171,16 +171,10 @@ def _f64(value):
     return value.detach().to(torch.float64) if isinstance(value, torch.Tensor) else value
 
 
-@contextlib.contextmanager
 def single_threaded():
     """torch on one intra-op thread inside the block: on tensors this small, waking the thread pool costs ten times
     the arithmetic (measured: 0.4 ms instead of 6 ms of CPU per float64 attention reference)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    return torch_threads(1)
 
 
 def reference64(case, args, kwargs) -> torch.Tensor:
