@@ -199,10 +199,17 @@ def test_every_gpu_config_interpreted(op_name, gen):
         assert_close_to_reference(out, ref, torch.float16, f"{op_name} with {config}")
 
 
-def test_fp32_dot_precision_follows_torch(monkeypatch):
+def test_fp32_dot_precision_follows_torch():
     assert _runtime.dot_precision(torch.float32) == "ieee"
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
-    assert _runtime.dot_precision(torch.float32) == "tf32"
+    # allow_tf32 is a property-like setting of torch (no real attribute): monkeypatch cannot undo it on every
+    # pytest version (newer ones delattr it at teardown), so set and restore it by hand.
+    matmul = torch.backends.cuda.matmul
+    previous = matmul.allow_tf32
+    try:
+        matmul.allow_tf32 = True
+        assert _runtime.dot_precision(torch.float32) == "tf32"
+    finally:
+        matmul.allow_tf32 = previous
 
 
 @pytest.mark.skipif(not INTERPRETED, reason="checks the interpreter's mode lock")
