@@ -12,7 +12,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-ACTIVATIONS = (None, "hardswish")
+# Activations every op accepts: None, Hardswish (LeViT), GELU in its exact erf form (torch's default; EfficientFormer,
+# T2T-ViT, vit-pytorch) and ReLU.
+ACTIVATIONS = (None, "hardswish", "gelu", "relu")
 
 
 def query_grid_side(resolution: int, stride: int) -> int:
@@ -46,6 +48,10 @@ def apply_activation(x: torch.Tensor, activation: Optional[str]) -> torch.Tensor
         return x
     if activation == "hardswish":
         return F.hardswish(x)
+    if activation == "gelu":
+        return F.gelu(x)
+    if activation == "relu":
+        return F.relu(x)
     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
 
 
@@ -71,6 +77,38 @@ def biased_attention(q, k, v, attention_biases, resolution, stride=1, scale=None
     out = (attn @ v).transpose(1, 2)  # (B, Nq, H, Dv)
     out = out.reshape(out.shape[0], out.shape[1], -1)
     return apply_activation(out, activation)
+
+
+def attention(q, k, v, scale=None, bias=None, activation=None):
+    """``act(softmax(scale·q·kᵀ + bias) · v)`` as (B, Nq, H·Dv): plain multi-head softmax attention.
+
+    q (B, H, Nq, D), k (B, H, Nk, D), v (B, H, Nk, Dv); ``bias`` None or a dense additive tensor broadcastable to
+    (B, H, Nq, Nk) (size-1 batch/head dims allowed). The kernels tile keys with an online softmax and never form the
+    Nq×Nk matrix; this reference does, so it is for checking, not for long sequences.
+    """
+    if scale is None:
+        scale = q.shape[-1] ** -0.5
+    attn = (q @ k.transpose(-2, -1)) * scale
+    if bias is not None:
+        attn = attn + bias
+    attn = attn.softmax(dim=-1)
+    out = (attn @ v).transpose(1, 2)  # (B, Nq, H, Dv)
+    out = out.reshape(out.shape[0], out.shape[1], -1)
+    return apply_activation(out, activation)
+
+
+def layer_norm(x, weight=None, bias=None, eps=1e-5):
+    """LayerNorm over the last dim of x: ``(x − mean) / sqrt(var + eps) · weight + bias`` (biased variance)."""
+    return F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+
+
+def pool_mixer(x, layer_scale, pool_size=3):
+    """EfficientFormer's Meta4D token mixer on a channels-last map x (B, H, W, C):
+    ``x + layer_scale · (avgpool(x) − x)``, average pooling pool_size×pool_size, stride 1, padding pool_size // 2,
+    borders averaged over the in-image points only (count_include_pad=False); layer_scale (C,). Returns (B, H, W, C)."""
+    nchw = x.permute(0, 3, 1, 2)
+    pooled = F.avg_pool2d(nchw, pool_size, 1, pool_size // 2, count_include_pad=False).permute(0, 2, 3, 1)
+    return x + layer_scale * (pooled - x)
 
 
 def linear(x, weight, bias, activation=None, residual=None):
