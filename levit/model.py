@@ -319,3 +319,13 @@ def create_model(name: Union[str, LeViTSpec], num_classes: int = 1000, distillat
 
         load_checkpoint(model, checkpoint)
     return model
+
+
+def _register() -> None:
+    from levit import registry
+    from levit.config import MODEL_NAMES
+
+    registry.register("levit", MODEL_NAMES, create_model)
+
+
+_register()
