@@ -67,12 +67,18 @@ def _replace_children(parent: nn.Module) -> None:
 
 @torch.no_grad()
 def fuse(model: LeViT) -> LeViT:
-    """Fold every BatchNorm of ``model`` in place, leave it in eval mode, and return it (idempotent).
+    """Fold every BatchNorm of ``model`` in place, leave it in eval mode, and return it (idempotent); an
+    EfficientFormer's LayerScales too (:func:`levit.efficientformer.fuse`).
 
     A fused model cannot be put back in training mode or load checkpoints: fuse a copy to keep a trainable one.
     """
+    from levit.efficientformer import EfficientFormer
+
+    if isinstance(model, EfficientFormer):
+        return model.fuse()
     if not isinstance(model, LeViT):
-        raise TypeError(f"fuse: argument 'model' must be a levit.LeViT, got {type(model).__name__}")
+        raise TypeError(f"fuse: argument 'model' must be a levit.LeViT or levit.EfficientFormer, "
+                        f"got {type(model).__name__}")
     if model.fused:
         return model
     model.eval()
