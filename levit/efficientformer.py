@@ -32,8 +32,10 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 
+from levit import registry
+from levit.checkpoint import load_checkpoint
 from levit.config import downsampled_side
-from levit.model import _BiasedAttentionBase, randomize_ as _randomize_batchnorms_and_biases
+from levit.model import LeViT, _BiasedAttentionBase, randomize_ as _randomize_batchnorms_and_biases
 from levit_kernels import reference
 
 ACTIVATION = "gelu"  # the exact erf form, torch's default, as nn.GELU() in both timm and the official code
@@ -288,6 +290,13 @@ class Stage(nn.Module):
         return self.blocks(self.downsample(x))
 
 
+def _init_linear(module: nn.Module) -> None:
+    """Every Linear as timm and the official code initialise them: truncated normal σ 0.02, zero bias."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        nn.init.zeros_(module.bias)
+
+
 class EfficientFormer(nn.Module):
     """An EfficientFormer (v1) variant. Eval returns the mean of the classifier and distillation heads' logits;
     training returns ``(cls, dist)`` (one tensor without distillation). :meth:`fuse` folds BN and LayerScale."""
@@ -313,36 +322,21 @@ class EfficientFormer(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, num_classes)
         self.head_dist = nn.Linear(width, num_classes) if distillation else None
-        for head in (self.head, self.head_dist):
-            if head is not None:  # as both timm and the official code initialise their Linears
-                nn.init.trunc_normal_(head.weight, std=0.02)
-                nn.init.zeros_(head.bias)
+        self.apply(_init_linear)
 
     @property
     def name(self) -> str:
         return self.spec.name
-
-    def _check_input(self, x) -> None:
-        expected = (3, self.img_size, self.img_size)
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{self.name}: input must be images of shape (B, {', '.join(map(str, expected))}), "
-                             f"got {got}")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, S, S) → normalised last-stage tokens (B, N, C)."""
         self._check_input(x)
         return _layer_norm(self.norm, self.stages(self.stem(x)))
 
-    def forward(self, x: torch.Tensor):
-        features = self.forward_features(x).mean(dim=1)
-        logits = self.head(features)
-        if self.head_dist is None:
-            return logits
-        logits_dist = self.head_dist(features)
-        if self.training:
-            return logits, logits_dist
-        return (logits + logits_dist) / 2
+    # Input check and heads are LeViT's to the letter (they read only name, img_size, head and head_dist): eval
+    # averages the two heads' logits, training returns both.
+    _check_input = LeViT._check_input
+    forward = LeViT.forward
 
     def train(self, mode: bool = True):
         if mode and self.fused:
@@ -416,17 +410,7 @@ def create_model(name: Union[str, EfficientFormerSpec], num_classes: int = 1000,
     ``nn.Module`` constructors do; call ``.eval()`` for inference. A checkpoint trained at 224 fits img_size 224
     only (the bias tables are R×R with R = img_size / 32)."""
     model = EfficientFormer(name, num_classes, distillation, img_size)
-    if checkpoint is not None:
-        from levit.checkpoint import load_checkpoint
-
-        load_checkpoint(model, checkpoint)
-    return model
+    return model if checkpoint is None else load_checkpoint(model, checkpoint)
 
 
-def _register() -> None:
-    from levit import registry
-
-    registry.register("efficientformer", MODEL_NAMES, create_model)
-
-
-_register()
+registry.register("efficientformer", MODEL_NAMES, create_model)
