@@ -35,6 +35,7 @@ import torch.nn as nn
 from levit import registry
 from levit.checkpoint import load_checkpoint
 from levit.config import downsampled_side
+from levit.layers import ConvBN, _linear_with, fuse_modules
 from levit.model import LeViT, _BiasedAttentionBase, randomize_ as _randomize_batchnorms_and_biases
 from levit_kernels import reference
 
@@ -92,28 +93,6 @@ def stage_sides(img_size: int = 224) -> tuple[int, ...]:
     return tuple(sides)
 
 
-class ConvBN(nn.Module):
-    """Conv2d (with bias, as both checkpoint layouts store one) then BatchNorm2d; :meth:`fuse` folds the BN."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel: int = 1, stride: int = 1, padding: int = 0):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride, padding)
-        self.bn = nn.BatchNorm2d(out_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.conv(x))
-
-    @torch.no_grad()
-    def fuse(self) -> nn.Conv2d:
-        conv = self.conv
-        weight, bias = reference.fold_batchnorm(conv.weight, conv.bias, self.bn)
-        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                          device=weight.device, dtype=weight.dtype)
-        fused.weight.copy_(weight)
-        fused.bias.copy_(bias)
-        return fused
-
-
 class LayerScale(nn.Module):
     """Per-channel scale ``gamma`` (init 1e-5): over the last dim of tokens, or dim 1 of (B, C, H, W) maps."""
 
@@ -132,22 +111,14 @@ def _scale_rows(weight: torch.Tensor, bias: torch.Tensor, gamma: torch.Tensor) -
     return weight * gamma.reshape(-1, *([1] * (weight.dim() - 1))), bias * gamma
 
 
-def _linear_with(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
-    layer = nn.Linear(weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        layer.weight.copy_(weight)
-        layer.bias.copy_(bias)
-    return layer
-
-
 class Stem(nn.Sequential):
     """ConvBN 3×3 s2 (3 → C/2), ReLU, ConvBN 3×3 s2 (C/2 → C), ReLU."""
 
     def __init__(self, channels: int):
         super().__init__()
-        self.conv1 = ConvBN(3, channels // 2, 3, 2, 1)
+        self.conv1 = ConvBN(3, channels // 2, 3, 2, 1, bias=True)  # conv biases: both checkpoint layouts have them
         self.act1 = nn.ReLU()
-        self.conv2 = ConvBN(channels // 2, channels, 3, 2, 1)
+        self.conv2 = ConvBN(channels // 2, channels, 3, 2, 1, bias=True)
         self.act2 = nn.ReLU()
 
 
@@ -156,19 +127,17 @@ class ConvMLP(nn.Module):
 
     def __init__(self, channels: int, hidden: int):
         super().__init__()
-        self.fc1 = ConvBN(channels, hidden)
-        self.fc2 = ConvBN(hidden, channels)
+        self.fc1 = ConvBN(channels, hidden, 1, bias=True)
+        self.fc2 = ConvBN(hidden, channels, 1, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(reference.apply_activation(self.fc1(x), ACTIVATION))
 
     def fuse(self, layer_scale: Optional[torch.Tensor] = None) -> "PointwiseMLP":
         """Both BNs folded and ``layer_scale`` (the ls2 that multiplies this MLP's output) into fc2."""
-        w1, b1 = reference.fold_batchnorm(self.fc1.conv.weight, self.fc1.conv.bias, self.fc1.bn)
-        w2, b2 = reference.fold_batchnorm(self.fc2.conv.weight, self.fc2.conv.bias, self.fc2.bn)
-        if layer_scale is not None:
-            w2, b2 = _scale_rows(w2, b2, layer_scale)
-        return PointwiseMLP(_linear_with(w1.flatten(1), b1), _linear_with(w2.flatten(1), b2))
+        fc1, fc2 = self.fc1.fuse(), self.fc2.fuse()
+        w2, b2 = (fc2.weight, fc2.bias) if layer_scale is None else _scale_rows(fc2.weight, fc2.bias, layer_scale)
+        return PointwiseMLP(_linear_with(fc1.weight.flatten(1), fc1.bias), _linear_with(w2.flatten(1), b2))
 
 
 class PointwiseMLP(nn.Module):
@@ -280,7 +249,7 @@ class Stage(nn.Module):
     def __init__(self, in_channels: int, channels: int, depth: int, attention_blocks: int, side: int,
                  spec: EfficientFormerSpec, downsample: bool):
         super().__init__()
-        self.downsample = ConvBN(in_channels, channels, 3, 2, 1) if downsample else nn.Identity()
+        self.downsample = ConvBN(in_channels, channels, 3, 2, 1, bias=True) if downsample else nn.Identity()
         blocks: list[nn.Module] = [Meta4D(channels, spec) for _ in range(depth - attention_blocks)]
         if attention_blocks:
             blocks += [Flatten()] + [Meta3D(channels, spec, side) for _ in range(attention_blocks)]
@@ -363,13 +332,10 @@ def fuse(model: EfficientFormer) -> EfficientFormer:
     if model.fused:
         return model
     model.eval()
-    model.stem.conv1, model.stem.conv2 = model.stem.conv1.fuse(), model.stem.conv2.fuse()
-    for stage in model.stages:
-        if isinstance(stage.downsample, ConvBN):
-            stage.downsample = stage.downsample.fuse()
-        for block in stage.blocks:
-            if isinstance(block, (Meta4D, Meta3D)):
-                block.fuse()
+    for block in list(model.modules()):
+        if isinstance(block, (Meta4D, Meta3D)):  # first: a Meta4D folds its ls2 into the MLP's BN-folded fc2
+            block.fuse()
+    fuse_modules(model)  # the stem's and the downsamplings' ConvBN
     model.fused = True
     return model
 

@@ -217,7 +217,7 @@ def _head(module, where: str) -> Optional[Projection]:
     bn, layer = getattr(module, "bn", None), getattr(module, "linear", None)
     if not isinstance(layer, nn.Linear) or bn is None:
         _fail(where, "a Linear, or a BatchNorm+Linear head (.bn, .linear)", module)
-    from levit.fuse import fold_batchnorm_into_next
+    from levit.layers import fold_batchnorm_into_next
 
     weight = layer.weight.detach().to(F64)
     bias = _bias64(layer)
