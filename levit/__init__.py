@@ -1,4 +1,5 @@
-"""Paper-exact pure-PyTorch LeViT (Graham et al., ICCV 2021): the eager reference model of levit-kernels.
+"""Paper-exact pure-PyTorch LeViT (Graham et al., ICCV 2021): the eager reference model of levit-kernels; the
+other families' reference models register their names here too (T2T-ViT: :mod:`levit.t2t_vit`).
 
 - :func:`create_model` builds any registered model (:func:`model_names`): ``levit_128s``, ``levit_128``,
   ``levit_192``, ``levit_256``, ``levit_384``;
@@ -12,6 +13,7 @@ from levit.flops import count_macs
 from levit.fuse import fuse
 from levit.model import LeViT, randomize_
 from levit.registry import create_model, model_names
+from levit.t2t_vit import T2TViT
 
 __all__ = ["create_model", "load_checkpoint", "CheckpointError", "fuse", "count_macs", "op_shapes", "stem_shapes",
-           "get_spec", "model_names", "LeViT", "LeViTSpec", "MODEL_NAMES", "SPECS", "randomize_"]
+           "get_spec", "model_names", "LeViT", "T2TViT", "LeViTSpec", "MODEL_NAMES", "SPECS", "randomize_"]
