@@ -355,6 +355,29 @@ class T2TViT(nn.Module):
         return _linear(self.head, self.forward_features(x))
 
 
+def randomize_(model: nn.Module, generator: Optional[torch.Generator] = None) -> nn.Module:
+    """Give an untrained T2T-ViT random LayerNorm affines, Linear biases and cls token, in place; returns it.
+
+    A fresh model has unit/zero LayerNorms and zero biases, under which a norm or bias wired to the wrong op (in a
+    fused model, a checkpoint mapping) would go unnoticed; tests and comparisons call this first. Weights keep their
+    init, the frozen pos_embed and w are left alone. Matched by module type, so any pre-LN ViT works too.
+    """
+    def perturb(t: torch.Tensor, base: float) -> None:
+        noise = torch.randn(t.shape, generator=generator, dtype=torch.float64)
+        t.copy_((base + 0.2 * noise).to(dtype=t.dtype, device=t.device))
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.LayerNorm) and m.weight is not None:
+                perturb(m.weight, 1.0)
+            if isinstance(m, (nn.LayerNorm, nn.Linear)) and m.bias is not None:
+                perturb(m.bias, 0.0)
+        cls_token = getattr(model, "cls_token", None)
+        if isinstance(cls_token, torch.Tensor):
+            perturb(cls_token, 0.0)
+    return model
+
+
 def create_model(name: Union[str, T2TViTSpec], num_classes: int = 1000, checkpoint=None, img_size: int = 224,
                  qk_scale: Union[None, str, float] = None) -> T2TViT:
     """Build T2T-ViT variant ``name`` (see :data:`MODEL_NAMES`), optionally loading ``checkpoint`` (a path or state

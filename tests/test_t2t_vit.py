@@ -102,17 +102,6 @@ def fresh(name, img_size, num_classes=1000, qk_scale=None):
     return copy.deepcopy(_built(name, img_size, num_classes, qk_scale)).train()
 
 
-def randomize(model, gen):
-    """Random LayerNorm affines and biases (a fresh model has unit/zero ones, under which mis-wired norms or biases
-    could go unnoticed) and a random cls token; weights keep their init. In place; returns the model."""
-    with torch.no_grad():
-        for key, p in model.named_parameters():
-            if key.endswith("bias") or "norm" in key or key == "cls_token":
-                base = 1.0 if ("norm" in key and key.endswith("weight")) else 0.0
-                p.copy_(base + 0.2 * torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype))
-    return model
-
-
 # ------------------------------------------------------------------------------------------ parameters, MACs
 def test_hand_counts_are_the_tabled_counts():
     for name in NAMES:
@@ -261,7 +250,7 @@ def _token_input(gen, n, dim):
 @pytest.mark.parametrize("kind", ["transformer", "performer"])
 @pytest.mark.parametrize("dim,n", [(147, 49), (576, 16), (147, 1), (576, 5)])
 def test_token_layer_against_hand_computation(gen, kind, dim, n):
-    layer = randomize(t2t_vit.TOKEN_LAYERS[kind](dim), gen).double().eval()
+    layer = t2t_vit.randomize_(t2t_vit.TOKEN_LAYERS[kind](dim), gen).double().eval()
     hand = {"transformer": hand_token_transformer, "performer": hand_token_performer}[kind]
     x = _token_input(gen, n, dim)
     with torch.no_grad():
@@ -277,7 +266,7 @@ def test_performer_random_features_are_frozen_orthogonal_rows_of_norm_sqrt_m(see
 
 
 def test_performer_computes_features_in_fp32_and_returns_the_model_dtype(gen):
-    layer = randomize(t2t_vit.TokenPerformer(147), gen).eval()
+    layer = t2t_vit.randomize_(t2t_vit.TokenPerformer(147), gen).eval()
     x = _token_input(gen, 9, 147)
     with torch.no_grad():
         want = hand_token_performer(layer.double(), x)
@@ -289,7 +278,7 @@ def test_performer_computes_features_in_fp32_and_returns_the_model_dtype(gen):
 @pytest.mark.parametrize("name,qk_scale", [("t2t_vit_7", None), ("t2t_vit_7", "pretrained"),
                                            (SMALL_T, None), (SMALL_T, "pretrained")])
 def test_whole_model_against_hand_computation(gen, name, qk_scale):
-    model = randomize(fresh(name, 32, qk_scale=qk_scale), gen).double().eval()
+    model = t2t_vit.randomize_(fresh(name, 32, qk_scale=qk_scale), gen).double().eval()
     img = torch.randn(1, 3, 32, 32, generator=gen, dtype=torch.float64)
     with torch.no_grad():
         got, want = model(img), hand_model(model, img)
@@ -345,6 +334,15 @@ def test_bad_sizes_and_inputs_are_named():
         model(torch.zeros(1, 3, 48, 48))
 
 
+def test_randomize_touches_every_norm_bias_and_the_cls_token_only(gen):
+    model = fresh("t2t_vit_7", 32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    after = t2t_vit.randomize_(model, gen).state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {k for k in before if k.endswith("bias") or ".norm" in k or k.startswith("norm.")
+                       or k == "cls_token"}
+
+
 def test_registered_with_the_other_families():
     assert levit.model_names("t2t_vit") == NAMES
     assert all(n in levit.model_names() for n in NAMES + ("levit_128s",))
@@ -354,7 +352,7 @@ def test_registered_with_the_other_families():
 # ------------------------------------------------------------------------------------------------- checkpoints
 @pytest.fixture
 def source(gen):
-    return randomize(fresh("t2t_vit_7", 32), gen).eval()
+    return t2t_vit.randomize_(fresh("t2t_vit_7", 32), gen).eval()
 
 
 def official_checkpoint(model, ema=True):
@@ -395,7 +393,7 @@ def zeroed(model):
 
 
 def test_transformer_checkpoint_and_dataparallel_prefix(gen):
-    source = randomize(fresh(SMALL_T, 32), gen).eval()
+    source = t2t_vit.randomize_(fresh(SMALL_T, 32), gen).eval()
     checkpoint = {"state_dict": {"module." + k: v for k, v in source.state_dict().items()}}
     loaded = levit.load_checkpoint(zeroed(fresh(SMALL_T, 32)), checkpoint)
     img = torch.randn(1, 3, 32, 32, generator=gen)
