@@ -13,9 +13,14 @@ Layouts, detected by their keys (a ``{"model": sd}`` or ``{"state_dict": sd}`` w
 Every tensor is renamed to our key, and the result must fit the model exactly: any missing, unexpected or
 mis-shaped key raises :class:`CheckpointError` naming them (and the variant the checkpoint fits, when one does).
 Only ``num_batches_tracked`` may be absent (older checkpoints; it does not affect inference).
+
+The other families' layouts live in their own modules (:mod:`levit.checkpoint_efficientformer`,
+:mod:`levit.checkpoint_t2t`), each registering its loader (:func:`register_loader`) that :func:`load_checkpoint` picks by
+the model's class.
 """
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -128,6 +133,11 @@ def detect_layout(state_dict: Mapping) -> str:
     if "stem.conv1.linear.weight" in keys:
         qkv = state_dict.get("stages.0.blocks.0.attn.qkv.linear.weight")
         return "timm_conv" if isinstance(qkv, torch.Tensor) and qkv.dim() == 4 else "timm"
+    from levit import checkpoint_t2t
+
+    if checkpoint_t2t.is_t2t_state_dict(state_dict):
+        raise CheckpointError("this is a T2T-ViT checkpoint (it has 'tokens_to_token.*' keys): load it into a T2T-ViT "
+                              "model, e.g. levit.create_model('t2t_vit_14', checkpoint=...)")
     sample = ", ".join(sorted(keys)[:6])
     raise CheckpointError(f"unrecognised checkpoint layout: expected the keys of an official LeViT, timm levit_*, "
                           f"timm levit_conv_* or levit state dict (e.g. 'patch_embed.0.c.weight', "
@@ -234,7 +244,11 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Mapping:
             raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package") from None
         reader = lambda: load_file(path, device="cpu")  # noqa: E731
     else:
-        reader = lambda: torch.load(path, map_location="cpu", weights_only=True)  # noqa: E731
+        def reader():
+            # Training checkpoints of timm's CheckpointSaver (the official T2T-ViT ones) also pickle the run's
+            # argparse.Namespace; it holds plain values, so allowing it keeps the load weights-only.
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                return torch.load(path, map_location="cpu", weights_only=True)
     try:
         return reader()
     except Exception as exc:  # garbage, truncation, pickled code: torch's message is pages long, ours one line
@@ -258,19 +272,31 @@ def finish_load(model, layout: str, converted: dict, problems: list[str], fittin
     return model
 
 
-def _load_levit(model: LeViT, state_dict: Mapping) -> LeViT:
+def _load_levit(model: LeViT, checkpoint: Mapping) -> LeViT:
+    state_dict = unwrap(checkpoint)
     layout = detect_layout(state_dict)
     converted, problems = _convert(state_dict, layout, model)
     return finish_load(model, layout, converted, problems, lambda: _fitting_variant(state_dict, layout, model))
 
 
-# Model class → loader(model, unwrapped state dict), one per family. The other families' modules
+# Model class → loader(model, the checkpoint's mapping as read, not yet unwrapped: each family knows its wrappers),
+# one per family. The other families' modules
 # (levit/checkpoint_<family>.py, imported by levit/__init__.py) register theirs with register_loader.
 _LOADERS: dict[type, object] = {LeViT: _load_levit}
 
 
 def register_loader(model_type: type, loader) -> None:
     _LOADERS[model_type] = loader
+
+
+def as_mapping(checkpoint) -> Mapping:
+    """The tensors of a checkpoint path (:func:`read_checkpoint`) or the given mapping; anything else raises."""
+    if isinstance(checkpoint, (str, os.PathLike)):
+        checkpoint = read_checkpoint(checkpoint)
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f"load_checkpoint: argument 'checkpoint' must be a path or a state dict, "
+                        f"got {type(checkpoint).__name__}")
+    return checkpoint
 
 
 def load_checkpoint(model, checkpoint):
@@ -285,12 +311,7 @@ def load_checkpoint(model, checkpoint):
     if loader is None:
         kinds = " or ".join(f"levit.{t.__name__}" for t in _LOADERS)
         raise TypeError(f"load_checkpoint: argument 'model' must be a {kinds}, got {type(model).__name__}")
-    if model.fused:
+    if getattr(model, "fused", False):
         raise CheckpointError(f"load_checkpoint: {model.name} is fused (its BatchNorms are folded); load the "
                               f"checkpoint before fuse()")
-    if isinstance(checkpoint, (str, os.PathLike)):
-        checkpoint = read_checkpoint(checkpoint)
-    if not isinstance(checkpoint, Mapping):
-        raise TypeError(f"load_checkpoint: argument 'checkpoint' must be a path or a state dict, "
-                        f"got {type(checkpoint).__name__}")
-    return loader(model, unwrap(checkpoint))
+    return loader(model, as_mapping(checkpoint))

@@ -110,8 +110,9 @@ def _fitting_variant(state_dict: Mapping, layout: str, model: EfficientFormer) -
     return common.first_fitting(state_dict, layout, builders, convert)
 
 
-def load(model: EfficientFormer, state_dict: Mapping) -> EfficientFormer:
-    """The EfficientFormer loader :func:`levit.load_checkpoint` dispatches to (``state_dict`` unwrapped)."""
+def load(model: EfficientFormer, checkpoint: Mapping) -> EfficientFormer:
+    """The EfficientFormer loader :func:`levit.load_checkpoint` dispatches to."""
+    state_dict = common.unwrap(checkpoint)
     layout = detect_layout(state_dict)
     converted, problems = convert(state_dict, layout, model)
     return common.finish_load(model, layout, converted, problems,

@@ -48,7 +48,14 @@ def block_macs(shape: BlockShape) -> int:
 
 def count_macs(name: Union[str, LeViTSpec], img_size: int = 224, num_classes: int = 1000,
                distillation: bool = True) -> int:
-    """Multiply-adds of one image's forward pass of variant ``name`` (see the module docstring)."""
+    """Multiply-adds of one image's forward pass of variant ``name`` (see the module docstring); T2T-ViT names are
+    counted by :func:`levit.flops_t2t.count_macs` (``distillation`` does not apply to them)."""
+    from levit import t2t_vit
+
+    if isinstance(name, t2t_vit.T2TViTSpec) or (isinstance(name, str) and name in t2t_vit.SPECS):
+        from levit.flops_t2t import count_macs as count_t2t_macs
+
+        return count_t2t_macs(name, img_size, num_classes)
     head = head_shape(name, num_classes, distillation)
     return (sum(conv_macs(s) for s in stem_shapes(name, img_size))
             + sum(block_macs(s) for s in op_shapes(name, img_size))
