@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
@@ -118,20 +118,30 @@ def unwrap(checkpoint: Mapping) -> Mapping:
     return checkpoint
 
 
-def detect_layout(state_dict: Mapping) -> str:
-    """Which of :data:`LAYOUTS` ``state_dict`` (already unwrapped) is in, from its keys."""
+def _levit_layout(state_dict: Mapping) -> Optional[str]:
+    """Which of :data:`LAYOUTS` ``state_dict`` is in, or None when it is no LeViT checkpoint."""
     keys = set(state_dict)
     if "patch_embed.0.c.weight" in keys:
         return "official"
-    if "stem.conv1.conv.weight" in keys:
+    if "stem.conv1.conv.weight" in keys and not any(k.startswith("stages.") for k in keys):  # EfficientFormer's has
         return "native"
     if "stem.conv1.linear.weight" in keys:
         qkv = state_dict.get("stages.0.blocks.0.attn.qkv.linear.weight")
         return "timm_conv" if isinstance(qkv, torch.Tensor) and qkv.dim() == 4 else "timm"
+    return None
+
+
+def detect_layout(state_dict: Mapping) -> str:
+    """Which of :data:`LAYOUTS` ``state_dict`` (already unwrapped) is in, from its keys."""
+    layout = _levit_layout(state_dict)
+    if layout is not None:
+        return layout
+    keys = set(state_dict)
     sample = ", ".join(sorted(keys)[:6])
-    raise CheckpointError(f"unrecognised checkpoint layout: expected the keys of an official LeViT, timm levit_*, "
-                          f"timm levit_conv_* or levit state dict (e.g. 'patch_embed.0.c.weight', "
-                          f"'stem.conv1.linear.weight'); got {len(keys)} keys such as {sample}")
+    raise CheckpointError(f"unrecognised checkpoint layout{other_family_hint(state_dict, LeViT)}: expected the keys "
+                          f"of an official LeViT, timm levit_*, timm levit_conv_* or levit state dict (e.g. "
+                          f"'patch_embed.0.c.weight', 'stem.conv1.linear.weight'); got {len(keys)} keys such as "
+                          f"{sample}")
 
 
 def _listed(items: list[str]) -> str:
@@ -264,13 +274,24 @@ def _load_levit(model: LeViT, state_dict: Mapping) -> LeViT:
     return finish_load(model, layout, converted, problems, lambda: _fitting_variant(state_dict, layout, model))
 
 
-# Model class → loader(model, unwrapped state dict), one per family. The other families' modules
-# (levit/checkpoint_<family>.py, imported by levit/__init__.py) register theirs with register_loader.
-_LOADERS: dict[type, object] = {LeViT: _load_levit}
+# Model class → (loader(model, unwrapped state dict), layout_of(state dict) → layout name or None), one per family.
+# The other families' modules (levit/checkpoint_<family>.py, imported by levit/__init__.py) register theirs.
+_FAMILIES: dict[type, tuple] = {LeViT: (_load_levit, _levit_layout)}
 
 
-def register_loader(model_type: type, loader) -> None:
-    _LOADERS[model_type] = loader
+def register_family(model_type: type, loader, layout_of) -> None:
+    """Make :func:`load_checkpoint` hand ``model_type`` models to ``loader``; ``layout_of`` names the family's
+    checkpoints in the other families' "unrecognised layout" errors."""
+    _FAMILIES[model_type] = (loader, layout_of)
+
+
+def other_family_hint(state_dict: Mapping, model_type: type) -> str:
+    """' (the keys are <Family>'s, <layout> layout: ...)' when another family's checkpoint came, else ''."""
+    for family, (_, layout_of) in _FAMILIES.items():
+        layout = None if family is model_type else layout_of(state_dict)
+        if layout is not None:
+            return f" (the keys are {family.__name__}'s, {layout} layout: load it into a levit.{family.__name__})"
+    return ""
 
 
 def load_checkpoint(model, checkpoint):
@@ -281,11 +302,11 @@ def load_checkpoint(model, checkpoint):
     ``attention_bias_idxs``, and the variant the checkpoint belongs to when it fits another one. Nothing is
     loaded unless everything fits.
     """
-    loader = next((f for t, f in _LOADERS.items() if isinstance(model, t)), None)
+    loader = next((f for t, (f, _) in _FAMILIES.items() if isinstance(model, t)), None)
     if loader is None:
-        kinds = " or ".join(f"levit.{t.__name__}" for t in _LOADERS)
+        kinds = " or ".join(f"levit.{t.__name__}" for t in _FAMILIES)
         raise TypeError(f"load_checkpoint: argument 'model' must be a {kinds}, got {type(model).__name__}")
-    if model.fused:
+    if getattr(model, "fused", False):
         raise CheckpointError(f"load_checkpoint: {model.name} is fused (its BatchNorms are folded); load the "
                               f"checkpoint before fuse()")
     if isinstance(checkpoint, (str, os.PathLike)):

@@ -316,10 +316,12 @@ def test_missing_unexpected_and_misshaped_keys_are_named(timm_l1):
 
 def test_checkpoints_of_the_other_family_are_refused(timm_l1):
     message = _expect_error(levit.create_model("efficientformer_l1"), _meta("levit_128s").state_dict(),
-                            "unrecognised checkpoint layout", "LeViT native checkpoint")
+                            "unrecognised checkpoint layout (the keys are LeViT's, native layout")
     assert "stem.conv1.weight" in message
-    with pytest.raises(CheckpointError, match="unrecognised checkpoint layout"):
-        levit.load_checkpoint(levit.create_model("levit_128s"), timm_l1)
+    for checkpoint, layout in ((timm_l1, "timm"), (_meta("efficientformer_l1").state_dict(), "native")):
+        with pytest.raises(CheckpointError, match=f"unrecognised checkpoint layout .the keys are EfficientFormer's, "
+                                                  f"{layout} layout: load it into a levit.EfficientFormer"):
+            levit.load_checkpoint(levit.create_model("levit_128s"), checkpoint)
     with pytest.raises(TypeError, match=r"'model' must be a levit.LeViT or levit.EfficientFormer, got Linear"):
         levit.load_checkpoint(nn.Linear(2, 2), timm_l1)
 
