@@ -133,15 +133,21 @@ def _levit_layout(state_dict: Mapping) -> Optional[str]:
 
 def detect_layout(state_dict: Mapping) -> str:
     """Which of :data:`LAYOUTS` ``state_dict`` (already unwrapped) is in, from its keys."""
-    layout = _levit_layout(state_dict)
+    return require_layout(state_dict, _levit_layout, LeViT,
+                          "the keys of an official LeViT, timm levit_*, timm levit_conv_* or levit state dict (e.g. "
+                          "'patch_embed.0.c.weight', 'stem.conv1.linear.weight')")
+
+
+def require_layout(state_dict: Mapping, layout_of, model_type: type, expected: str) -> str:
+    """``layout_of(state_dict)``, or a CheckpointError saying what was ``expected``, what came, and whose
+    checkpoint it is when another family's."""
+    layout = layout_of(state_dict)
     if layout is not None:
         return layout
     keys = set(state_dict)
     sample = ", ".join(sorted(keys)[:6])
-    raise CheckpointError(f"unrecognised checkpoint layout{other_family_hint(state_dict, LeViT)}: expected the keys "
-                          f"of an official LeViT, timm levit_*, timm levit_conv_* or levit state dict (e.g. "
-                          f"'patch_embed.0.c.weight', 'stem.conv1.linear.weight'); got {len(keys)} keys such as "
-                          f"{sample}")
+    raise CheckpointError(f"unrecognised checkpoint layout{other_family_hint(state_dict, model_type)}: expected "
+                          f"{expected}; got {len(keys)} keys such as {sample}")
 
 
 def _listed(items: list[str]) -> str:

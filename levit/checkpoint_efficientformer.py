@@ -91,15 +91,10 @@ def layout_of(state_dict: Mapping) -> Optional[str]:
 
 def detect_layout(state_dict: Mapping) -> str:
     """Which of :data:`LAYOUTS` ``state_dict`` (already unwrapped) is in, from its keys."""
-    layout = layout_of(state_dict)
-    if layout is not None:
-        return layout
-    keys = set(state_dict)
-    sample = ", ".join(sorted(keys)[:6])
-    raise CheckpointError(f"unrecognised checkpoint layout{common.other_family_hint(state_dict, EfficientFormer)}: "
-                          f"expected the keys of a timm efficientformer_*, official EfficientFormer or levit "
-                          f"EfficientFormer state dict (e.g. 'stem.conv1.weight', 'patch_embed.0.weight', "
-                          f"'stem.conv1.conv.weight'); got {len(keys)} keys such as {sample}")
+    return common.require_layout(state_dict, layout_of, EfficientFormer,
+                                 "the keys of a timm efficientformer_*, official EfficientFormer or levit "
+                                 "EfficientFormer state dict (e.g. 'stem.conv1.weight', 'patch_embed.0.weight', "
+                                 "'stem.conv1.conv.weight')")
 
 
 def convert(state_dict: Mapping, layout: str, model: EfficientFormer) -> tuple[dict, list[str]]:
