@@ -13,6 +13,11 @@ Layouts, detected by their keys (a ``{"model": sd}`` or ``{"state_dict": sd}`` w
 Every tensor is renamed to our key, and the result must fit the model exactly: any missing, unexpected or
 mis-shaped key raises :class:`CheckpointError` naming them (and the variant the checkpoint fits, when one does).
 Only ``num_batches_tracked`` may be absent (older checkpoints; it does not affect inference).
+
+Other families' layouts live in their own modules (``levit/checkpoint_<family>.py``; EfficientFormer:
+:mod:`levit.checkpoint_efficientformer`), which :func:`register_family` their loader and layout detector and reuse
+the machinery here (:func:`convert_state_dict`, :func:`first_fitting`, :func:`finish_load`, :func:`require_layout`),
+so every family reports problems the same way; :func:`load_checkpoint` dispatches by model class.
 """
 from __future__ import annotations
 
