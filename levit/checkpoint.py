@@ -14,9 +14,10 @@ Every tensor is renamed to our key, and the result must fit the model exactly: a
 mis-shaped key raises :class:`CheckpointError` naming them (and the variant the checkpoint fits, when one does).
 Only ``num_batches_tracked`` may be absent (older checkpoints; it does not affect inference).
 
-The other families' layouts live in their own modules (:mod:`levit.checkpoint_efficientformer`,
-:mod:`levit.checkpoint_t2t`), each registering its loader (:func:`register_loader`) that :func:`load_checkpoint` picks by
-the model's class.
+Other families' layouts live in their own modules (``levit/checkpoint_<family>.py``; EfficientFormer:
+:mod:`levit.checkpoint_efficientformer`), which :func:`register_family` their loader and layout detector and reuse
+the machinery here (:func:`convert_state_dict`, :func:`first_fitting`, :func:`finish_load`, :func:`require_layout`),
+so every family reports problems the same way; :func:`load_checkpoint` dispatches by model class.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
@@ -123,25 +124,36 @@ def unwrap(checkpoint: Mapping) -> Mapping:
     return checkpoint
 
 
-def detect_layout(state_dict: Mapping) -> str:
-    """Which of :data:`LAYOUTS` ``state_dict`` (already unwrapped) is in, from its keys."""
+def _levit_layout(state_dict: Mapping) -> Optional[str]:
+    """Which of :data:`LAYOUTS` ``state_dict`` is in, or None when it is no LeViT checkpoint."""
     keys = set(state_dict)
     if "patch_embed.0.c.weight" in keys:
         return "official"
-    if "stem.conv1.conv.weight" in keys:
+    if "stem.conv1.conv.weight" in keys and not any(k.startswith("stages.") for k in keys):  # EfficientFormer's has
         return "native"
     if "stem.conv1.linear.weight" in keys:
         qkv = state_dict.get("stages.0.blocks.0.attn.qkv.linear.weight")
         return "timm_conv" if isinstance(qkv, torch.Tensor) and qkv.dim() == 4 else "timm"
-    from levit import checkpoint_t2t
+    return None
 
-    if checkpoint_t2t.is_t2t_state_dict(state_dict):
-        raise CheckpointError("this is a T2T-ViT checkpoint (it has 'tokens_to_token.*' keys): load it into a T2T-ViT "
-                              "model, e.g. levit.create_model('t2t_vit_14', checkpoint=...)")
+
+def detect_layout(state_dict: Mapping) -> str:
+    """Which of :data:`LAYOUTS` ``state_dict`` (already unwrapped) is in, from its keys."""
+    return require_layout(state_dict, _levit_layout, LeViT,
+                          "the keys of an official LeViT, timm levit_*, timm levit_conv_* or levit state dict (e.g. "
+                          "'patch_embed.0.c.weight', 'stem.conv1.linear.weight')")
+
+
+def require_layout(state_dict: Mapping, layout_of, model_type: type, expected: str) -> str:
+    """``layout_of(state_dict)``, or a CheckpointError saying what was ``expected``, what came, and whose
+    checkpoint it is when another family's."""
+    layout = layout_of(state_dict)
+    if layout is not None:
+        return layout
+    keys = set(state_dict)
     sample = ", ".join(sorted(keys)[:6])
-    raise CheckpointError(f"unrecognised checkpoint layout: expected the keys of an official LeViT, timm levit_*, "
-                          f"timm levit_conv_* or levit state dict (e.g. 'patch_embed.0.c.weight', "
-                          f"'stem.conv1.linear.weight'); got {len(keys)} keys such as {sample}")
+    raise CheckpointError(f"unrecognised checkpoint layout{other_family_hint(state_dict, model_type)}: expected "
+                          f"{expected}; got {len(keys)} keys such as {sample}")
 
 
 def _listed(items: list[str]) -> str:
@@ -279,14 +291,25 @@ def _load_levit(model: LeViT, checkpoint: Mapping) -> LeViT:
     return finish_load(model, layout, converted, problems, lambda: _fitting_variant(state_dict, layout, model))
 
 
-# Model class → loader(model, the checkpoint's mapping as read, not yet unwrapped: each family knows its wrappers),
-# one per family. The other families' modules
-# (levit/checkpoint_<family>.py, imported by levit/__init__.py) register theirs with register_loader.
-_LOADERS: dict[type, object] = {LeViT: _load_levit}
+# Model class → (loader(model, the checkpoint's mapping as read: each family unwraps its own wrappers),
+# layout_of(state dict) → layout name or None), one per family.
+# The other families' modules (levit/checkpoint_<family>.py, imported by levit/__init__.py) register theirs.
+_FAMILIES: dict[type, tuple] = {LeViT: (_load_levit, _levit_layout)}
 
 
-def register_loader(model_type: type, loader) -> None:
-    _LOADERS[model_type] = loader
+def register_family(model_type: type, loader, layout_of) -> None:
+    """Make :func:`load_checkpoint` hand ``model_type`` models to ``loader``; ``layout_of`` names the family's
+    checkpoints in the other families' "unrecognised layout" errors."""
+    _FAMILIES[model_type] = (loader, layout_of)
+
+
+def other_family_hint(state_dict: Mapping, model_type: type) -> str:
+    """' (the keys are <Family>'s, <layout> layout: ...)' when another family's checkpoint came, else ''."""
+    for family, (_, layout_of) in _FAMILIES.items():
+        layout = None if family is model_type else layout_of(state_dict)
+        if layout is not None:
+            return f" (the keys are {family.__name__}'s, {layout} layout: load it into a levit.{family.__name__})"
+    return ""
 
 
 def as_mapping(checkpoint) -> Mapping:
@@ -307,9 +330,9 @@ def load_checkpoint(model, checkpoint):
     ``attention_bias_idxs``, and the variant the checkpoint belongs to when it fits another one. Nothing is
     loaded unless everything fits.
     """
-    loader = next((f for t, f in _LOADERS.items() if isinstance(model, t)), None)
+    loader = next((f for t, (f, _) in _FAMILIES.items() if isinstance(model, t)), None)
     if loader is None:
-        kinds = " or ".join(f"levit.{t.__name__}" for t in _LOADERS)
+        kinds = " or ".join(f"levit.{t.__name__}" for t in _FAMILIES)
         raise TypeError(f"load_checkpoint: argument 'model' must be a {kinds}, got {type(model).__name__}")
     if getattr(model, "fused", False):
         raise CheckpointError(f"load_checkpoint: {model.name} is fused (its BatchNorms are folded); load the "

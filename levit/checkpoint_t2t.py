@@ -97,4 +97,9 @@ def load_checkpoint(model: T2TViT, checkpoint) -> T2TViT:
     return model
 
 
-common.register_loader(T2TViT, load_checkpoint)
+def layout_of(state_dict: Mapping):
+    """"official" for a T2T-ViT state dict, else None (names T2T-ViT checkpoints in the other families' errors)."""
+    return "official" if is_t2t_state_dict(unwrap(state_dict)) else None
+
+
+common.register_family(T2TViT, load_checkpoint, layout_of)

@@ -17,6 +17,17 @@ def seed(request):
     return value
 
 
+@pytest.fixture(scope="session")
+def timm():
+    """The real timm (imported through tests/support/timm_compat.py); tests using it skip without timm."""
+    from support.timm_compat import import_timm
+
+    module = import_timm()
+    if module is None:
+        pytest.skip("timm is not installed")
+    return module
+
+
 @pytest.fixture
 def gen(seed):
     return torch.Generator().manual_seed(seed)

@@ -437,7 +437,7 @@ def test_other_families_checkpoints_are_refused_both_ways():
     _expect_error(fresh("t2t_vit_7", 32), levit.create_model("levit_128s").state_dict(),
                   "unrecognised checkpoint layout for t2t_vit_7", "tokens_to_token.project.weight")
     _expect_error(levit.create_model("levit_128s"), meta_model("t2t_vit_7", img_size=32).state_dict(),
-                  "this is a T2T-ViT checkpoint")
+                  "the keys are T2TViT's, official layout")
 
 
 def test_model_imports_and_runs_without_the_cpp_extension():
