@@ -27,7 +27,8 @@ def test_fails_on_a_planted_bad_kernel(tmp_path):
                            "--cache-dir", str(tmp_path / "cache")],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 1, done.stdout + done.stderr
-    rows = {line.split("|")[1].strip(): line for line in out.read_text().splitlines() if "planted" in line}
+    rows = {line.split("|")[1].strip(): line for line in out.read_text().splitlines()
+            if line.startswith("|") and "planted" in line}
     assert set(rows) == {"good_copy_kernel", "bad_arange_kernel", "spilling_kernel"}, out.read_text()
     assert "compile error" in rows["bad_arange_kernel"] and "FAILED bad_arange_kernel" in done.stderr
     assert "register spills" in rows["spilling_kernel"] and "FAILED spilling_kernel" in done.stderr
