@@ -6,9 +6,12 @@ T2T-ViT (Yuan et al., ICCV 2021): the eager reference models of levit-kernels.
   (:mod:`levit.efficientformer`);
 - :func:`load_checkpoint` loads timm (``levit_*``, ``levit_conv_*``, ``efficientformer_*``) and the official
   facebookresearch / snap-research checkpoints;
-- :func:`fuse` folds every BatchNorm (and EfficientFormer's LayerScales) for inference; :func:`count_macs` counts
+- :func:`fuse` folds every BatchNorm (each :mod:`levit.layers` layer folds its own; EfficientFormer's LayerScales
+  too) for inference; :func:`count_macs` counts
   multiply-adds like the papers; :func:`randomize_` gives untrained models non-trivial statistics for tests;
 - :mod:`levit.config` gives every block's op shapes (:func:`op_shapes`), from which the model is built.
+
+Importing it loads no compiled code (neither levit_kernels' C++ extension nor triton).
 """
 from levit import checkpoint_efficientformer, checkpoint_t2t  # noqa: F401  (each registers its family's checkpoint loader)
 from levit.checkpoint import CheckpointError, load_checkpoint
