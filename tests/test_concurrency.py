@@ -15,12 +15,13 @@ from support import targets
 targets.interpret_triton()  # before any Triton kernel is built
 
 import levit_kernels as lk  # noqa: E402
-from levit_kernels import backends, tolerances  # noqa: E402
+from levit_kernels import backends, reference, tolerances  # noqa: E402
 from support import op_cases  # noqa: E402
 from support.threads import run_threads  # noqa: E402
 from support.op_cases import AttentionCase, GemmCase  # noqa: E402
 
 THREADS = 8
+ACTIVATIONS = reference.ACTIVATIONS  # the cases of each op cycle through them
 ROUNDS = 3  # calls per case per thread
 
 
@@ -29,12 +30,13 @@ def cases_for(op: str):
     if op in ("biased_attention", "shrink_attention"):
         sizes = [(2, 4, 14, 16, 32), (3, 2, 7, 32, 64), (1, 8, 4, 16, 32), (4, 3, 5, 8, 20)]
         return [AttentionCase(b, h, r, 2 if op == "shrink_attention" else 1, d, dv, layout="packed",
-                              activation="hardswish", seed=i, channels=24 if op == "shrink_attention" else 0)
+                              activation=ACTIVATIONS[i % len(ACTIVATIONS)], seed=i,
+                              channels=24 if op == "shrink_attention" else 0)
                 for i, (b, h, r, d, dv) in enumerate(sizes)]
     hidden = 1 if op == "mlp" else 0
     sizes = [((196,), 128, 256), ((2, 49), 256, 256), ((7,), 24, 40), ((16,), 384, 384)]
     return [GemmCase(lead, c, c if hidden else n, hidden=hidden * 2 * c, residual=bool(hidden), seed=i,
-                     activation="hardswish")
+                     activation=ACTIVATIONS[i % len(ACTIVATIONS)])
             for i, (lead, c, n) in enumerate(sizes)]
 
 

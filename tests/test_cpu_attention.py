@@ -1,5 +1,6 @@
 """backend="cpu" biased_attention and shrink_attention (csrc/attention) against the float64 eager reference, under
-every ISA variant this CPU runs, at every LeViT variant's shapes and at odd shapes, with outputs poisoned."""
+every ISA variant this CPU runs, with every activation, at every LeViT variant's shapes, EfficientFormer's and odd
+shapes, with outputs poisoned."""
 from __future__ import annotations
 
 import math
@@ -15,6 +16,7 @@ from levit_kernels.bench.timing import torch_threads
 from levit_kernels.backends.cpu._loader import ISAS
 
 pytestmark = pytest.mark.skipif(not cpu.availability()[0], reason=f"CPU backend: {cpu.availability()[1]}")
+ACTIVATIONS = reference.ACTIVATIONS
 
 def levit_shapes(kind):
     """Distinct (heads, R, D, Dv, C_in) of every stage ("attention") or shrink attention of the five variants,
@@ -99,20 +101,31 @@ def check_shrink(inputs, r, s, activation):
     check("shrink_attention", inputs, r, s, activation)
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("h, r, d, dv, c", levit_shapes("attention"))
-def test_biased_attention_levit_shapes(isa, gen, h, r, d, dv, c):
-    check_biased(attention_inputs(gen, 2, h, r, 1, d, dv, "packed"), r, 1, "hardswish")
+def test_biased_attention_levit_shapes(isa, gen, h, r, d, dv, c, activation):
+    check_biased(attention_inputs(gen, 2, h, r, 1, d, dv, "packed"), r, 1, activation)
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("h, r, d, dv, c", levit_shapes("shrink"))
-def test_shrink_attention_levit_shapes(isa, gen, h, r, d, dv, c):
+def test_shrink_attention_levit_shapes(isa, gen, h, r, d, dv, c, activation):
     s = SHRINK_STRIDE
-    check_shrink(shrink_inputs(gen, 2, h, r, s, d, dv, c, "strided"), r, s, "hardswish")
+    check_shrink(shrink_inputs(gen, 2, h, r, s, d, dv, c, "strided"), r, s, activation)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("layout", ["packed", "contiguous"])
+def test_biased_attention_efficientformer_shape(isa, gen, layout, activation):
+    """EfficientFormer's Meta3D attention (efficientformer-facts): 8 heads, key dim 32, value dim 128, 7² tokens."""
+    check_biased(attention_inputs(gen, 2, 8, 7, 1, 32, 128, layout), 7, 1, activation)
 
 
 ODD = [  # (batch, heads, D, Dv, activation): D = 8 and 64, Dv not a multiple of 16 (nor of 8), batch 1 and 7
     (1, 2, 8, 20, "hardswish"),
     (7, 3, 64, 9, None),
+    (1, 2, 8, 20, "gelu"),
+    (2, 3, 64, 9, "relu"),
 ]
 
 
@@ -166,11 +179,12 @@ def special_value_inputs(gen):
     return q, k, v, ab
 
 
-def test_nan_inf_pattern_matches_reference(isa, gen):
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_nan_inf_pattern_matches_reference(isa, gen, activation):
     inputs = special_value_inputs(gen)
     with _debug.poisoned_outputs():
-        out = ops.biased_attention(*inputs, 5, 1, activation="hardswish", backend="cpu")
-    ref = reference.biased_attention(*f64(inputs), 5, 1, activation="hardswish")
+        out = ops.biased_attention(*inputs, 5, 1, activation=activation, backend="cpu")
+    ref = reference.biased_attention(*f64(inputs), 5, 1, activation=activation)
     assert torch.equal(out.isnan(), ref.isnan()), "NaN pattern differs from the reference"
     assert torch.equal(out.isinf(), ref.isinf()) and torch.equal(out[out.isinf()], ref[ref.isinf()].float())
     finite = ref.isfinite()

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from conftest import assert_close_to_reference  # noqa: E402
-from levit_kernels import tolerances  # noqa: E402
+from levit_kernels import reference, tolerances  # noqa: E402
 from levit_kernels.reference import query_grid_side  # noqa: E402
 from support import op_cases  # noqa: E402
 from support.op_cases import AttentionCase, GemmCase  # noqa: E402
@@ -100,7 +100,7 @@ def attention_cases(draw, lim: Limits, shrink: bool) -> AttentionCase:
         batch, heads, r, stride, d, dv,
         layout=draw(st.sampled_from(op_cases.ATTENTION_LAYOUTS)),
         dtype=draw(st.sampled_from(lim.dtypes)),
-        activation=draw(st.sampled_from((None, "hardswish"))),
+        activation=draw(st.sampled_from(reference.ACTIVATIONS)),
         scale=None if factor is None else factor * d ** -0.5,
         qk_scale=draw(st.sampled_from((0.1, 1.0, 1.5))),
         bias_scale=draw(st.sampled_from((0.0, 1.0, 4.0))),
@@ -126,7 +126,7 @@ def gemm_cases(draw, lim: Limits, mlp: bool) -> GemmCase:
         residual=residual,
         layout=draw(st.sampled_from(op_cases.GEMM_LAYOUTS)),
         dtype=draw(st.sampled_from(lim.dtypes)),
-        activation=draw(st.sampled_from((None, "hardswish"))),
+        activation=draw(st.sampled_from(reference.ACTIVATIONS)),
         x_scale=draw(st.sampled_from(lim.x_scales)),
         seed=draw(st.integers(0, 2**32 - 1)))
 

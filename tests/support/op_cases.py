@@ -187,8 +187,8 @@ def reference64(case, args, kwargs) -> torch.Tensor:
 
 def gemm_magnitude(case: GemmCase, args, kwargs) -> float:
     """The largest sum of |terms| behind any output of a linear/mlp case: the reference on the absolute values with
-    no activation (|hardswish(h)| <= |h|). fp32 rounding is relative to this, not to the output, which cancellation
-    can make arbitrarily smaller (e.g. x + w2·w1·x with w2·w1 near -1)."""
+    no activation (|act(h)| <= |h| for every activation). fp32 rounding is relative to this, not to the output,
+    which cancellation can make arbitrarily smaller (e.g. x + w2·w1·x with w2·w1 near -1)."""
     args = [a.abs() if isinstance(a, torch.Tensor) else a for a in args]
     kwargs = {**kwargs, "activation": None}
     if isinstance(kwargs.get("residual"), torch.Tensor):
