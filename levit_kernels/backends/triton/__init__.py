@@ -1,5 +1,5 @@
 """Triton GPU backend (``backend="triton"``): attention.py (biased_attention), shrink.py (shrink_attention),
-gemm.py (linear, mlp), registered as ``torch.ops.levit_triton.*`` by library.py.
+flash.py (attention), gemm.py (linear, mlp), registered as ``torch.ops.levit_triton.*`` by library.py.
 
 Devices: CUDA tensors; with ``TRITON_INTERPRET=1`` set before the first kernel is built, CPU tensors too, through
 the Triton interpreter (how the test suite checks the kernels without a GPU).
@@ -56,6 +56,11 @@ def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, st
                                     activation)
 
 
+def attention(q, k, v, scale, bias, activation):
+    _check_inputs("attention", q)
+    return library.attention(q, k, v, scale, bias, activation)
+
+
 def mlp(x, w1, b1, w2, b2, activation, residual):
     _check_inputs("mlp", x)
     return library.mlp(x, w1, b1, w2, b2, activation, residual)
@@ -66,4 +71,4 @@ def linear(x, weight, bias, activation, residual):
     return library.linear(x, weight, bias, activation, residual)
 
 
-__all__ = ["availability", "biased_attention", "shrink_attention", "mlp", "linear"]
+__all__ = ["availability", "attention", "biased_attention", "shrink_attention", "mlp", "linear"]
