@@ -104,7 +104,7 @@ BIAS_SHAPES = ["BHQK", "1HQK", "B1QK", "11QK", "QK", "K", "B11K", "Q1", "BHKQ-tr
 
 @pytest.mark.parametrize("form", BIAS_SHAPES)
 def test_bias_broadcast_forms(target, gen, form):
-    b, h, nq, nk = 2, 3, 19, 41
+    b, h, nq, nk = 2, 3, 13, 29  # past one 16-key block of the interpreted triton kernel, kept small for it
     q, k, v = attention_inputs(gen, b, h, nq, nk, 16, 12, "strided", target.device)
     sizes = {"B": b, "H": h, "Q": nq, "K": nk, "1": 1}
     if form.endswith("-transposed"):
@@ -122,18 +122,24 @@ def test_activation_and_scale(target, gen, activation):
 
 
 LONG = [(784, 64), (3136, 64), (9216, 64), (1031, 40)]
+CHECKED_ROWS = 384  # query rows of a long case compared with the float64 reference (all keys each)
 
 
 @pytest.mark.parametrize("n, d", LONG, ids=lambda x: str(x))
 def test_long_sequences(target, gen, n, d):
-    """T2T-ViT's token layers (N = 3136, 784; 9216 at 384×384 input) and an odd long N, batch 1, one head."""
+    """T2T-ViT's token layers (N = 3136, 784; 9216 at 384×384 input) and an odd long N, batch 1, one head. Every
+    output row is poisoned first and must be finite; CHECKED_ROWS random rows (first and last included) are
+    compared with the float64 reference over all N keys."""
     if target.backend != "cpu":
-        pytest.skip("long sequences run on the cpu backend only (the interpreter and the eager reference would "
-                    "take minutes and materialize N² scores)")
-    if target.name == "cpu-scalar" and n > 3136:
-        pytest.skip("the scalar variant at N = 9216 takes tens of seconds; N ≤ 3136 covers it")
+        pytest.skip("long sequences run on the cpu backend only (the interpreter would take minutes)")
+    if target.name == "cpu-scalar" and n > 1100:
+        pytest.skip("the scalar variant at N >= 3136 takes tens of seconds; N = 784 and 1031 cover it")
     q, k, v = attention_inputs(gen, 1, 1, n, n, d, d, "packed" if n % 2 else "contiguous")
-    check(target, q, k, v, f"N={n} D={d}", scale=147 ** -0.5)
+    out = run(target, q, k, v, scale=147 ** -0.5)
+    assert out.shape == (1, n, d) and out.isfinite().all()
+    rows = torch.cat([torch.tensor([0, n - 1]), torch.randperm(n, generator=gen)[:CHECKED_ROWS - 2]])
+    ref = reference64(q[:, :, rows], k, v, scale=147 ** -0.5)
+    assert_close_to_reference(out[:, rows], ref, torch.float32, f"N={n} D={d}")
 
 
 def test_long_keys_few_queries(target, gen):
@@ -159,13 +165,14 @@ def special_value_inputs(gen, device):
     return tuple(t.to(device) for t in (q, k, v, bias))
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the interpreter's numpy on NaN
 def test_nan_inf_pattern_and_masked_rows_match_reference(target, gen):
     q, k, v, bias = special_value_inputs(gen, target.device)
     out = run(target, q, k, v, bias=bias, activation="hardswish").cpu()
     ref = reference64(q, k, v, bias=bias, activation="hardswish")
     assert torch.equal(out.isnan(), ref.isnan()), "NaN pattern differs from the reference"
     assert torch.equal(out.isinf(), ref.isinf()) and torch.equal(out[out.isinf()], ref[ref.isinf()].float())
-    assert ref[0, 4, 3:6].isnan().all() and ref[0, 5, 3:6].isfinite().all()  # the inputs do what they claim
+    assert ref[0, 4, 12:24].isnan().all() and ref[0, 5, 12:24].isfinite().all()  # the inputs do what they claim
     finite = ref.isfinite()
     assert finite.any() and not finite.all()
     assert_close_to_reference(out[finite], ref[finite], torch.float32, "finite elements")

@@ -118,8 +118,8 @@ template <class V>
 void project_queries(const Problem& p, const Plan& plan, const Buffers<V>& buf, int b, int q0, int rows) {
   constexpr int W = V::kWidth;
   const int ld = plan.key_dim_padded, width = (p.key_dim + W - 1) / W * W;
-  const float* x_rows[kMaxTileRows + RegisterTile<V>::kRows];
-  row_pointers<V>(rows, [&](int i) {
+  const float* x_rows[kMaxTileRows + kMaxRegisterRows];
+  row_pointers(rows, [&](int i) {
     const GridPoint g = query_point<V>(p, q0 + i);
     return p.x + b * p.x_stride[0] + static_cast<int64_t>(g.y * p.resolution + g.x) * p.x_stride[1];
   }, x_rows);
@@ -193,8 +193,8 @@ void attend_tile(const Problem& p, const Plan& plan, const Buffers<V>& buf, int 
     q_row_step = p.q.stride[2];
     q_step = p.q.stride[3];
   }
-  const float* a_rows[kMaxTileRows + RegisterTile<V>::kRows];
-  row_pointers<V>(rows, [&](int i) { return q_base + i * q_row_step; }, a_rows);
+  const float* a_rows[kMaxTileRows + kMaxRegisterRows];
+  row_pointers(rows, [&](int i) { return q_base + i * q_row_step; }, a_rows);
 
   fill_bias<V>(p, plan, buf, q0, rows);
   const V scale = V::set1(p.scale);
@@ -221,7 +221,7 @@ void attend_tile(const Problem& p, const Plan& plan, const Buffers<V>& buf, int 
   const int64_t v_ld = plan.value_dim_padded;
   const int64_t out_ld = static_cast<int64_t>(p.heads) * p.value_dim;
   float* out = p.out + (static_cast<int64_t>(b) * nq + q0) * out_ld + static_cast<int64_t>(h) * p.value_dim;
-  row_pointers<V>(rows, [&](int i) { return buf.scores + i * sld; }, a_rows);
+  row_pointers(rows, [&](int i) { return buf.scores + i * sld; }, a_rows);
   multiply<V>(rows, a_rows, 1, v_rows, v_ld, p.value_dim, nk, [&](auto& acc, int r0, int valid, int col, int cols) {
     for (int r = 0; r < valid; ++r) {
       const V row_scale = V::set1(buf.row_scale[r0 + r]);

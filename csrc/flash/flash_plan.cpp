@@ -10,13 +10,14 @@ int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 int round_up(int n, int multiple) { return ceil_div(n, multiple) * multiple; }
 size_t round_up(size_t n, size_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
-// Queries per item: two column blocks of the AVX2 register tile (3 vectors of 8), so each key row broadcast from
-// memory feeds 6 vector FMAs per load pair; tiles are balanced to a multiple of 8 lanes.
+// Queries per item: three column blocks of the AVX2 register tile (2 vectors of 8). Tiles are balanced to a
+// multiple of those 16 lanes (N = 197: four tiles of 48 and one of 5, rather than five of 40 = 2.5 blocks).
 constexpr int kTileRows = 48;
-constexpr int kLaneMultiple = 8;
+constexpr int kLaneMultiple = 16;
 // Keys per block of the online softmax: sᵀ (block × tile) stays in L1 next to qᵀ, and the per-block work
 // (rescaling oᵀ, the exp of the running-max change) is spread over enough keys.
-constexpr int kKeyBlock = 128;
+// A multiple of the register tile's 6 rows.
+constexpr int kKeyBlock = 240;
 static_assert(kKeyBlock <= kMaxKeyBlock, "key block beyond the kernel's row-pointer arrays");
 // Fewer items than this many per thread and the tiles shrink (down to one vector of lanes) to balance the threads.
 constexpr int kItemsPerThread = 4;
