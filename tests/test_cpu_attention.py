@@ -209,20 +209,23 @@ def test_custom_op_checks_its_arguments(gen):
     q, k, v, ab = attention_inputs(gen, 1, 2, 3, 1, 8, 8, "contiguous")
     op = torch.ops.levit_kernels.biased_attention
     with pytest.raises(RuntimeError, match="'q' must be float32, got Double"):
-        op(q.double(), k, v, ab, 3, 1, 0.3, False)
+        op(q.double(), k, v, ab, 3, 1, 0.3, None)
     with pytest.raises(RuntimeError, match=r"'k' must have size 16 in dim 2 \(keys = resolution²\), got shape \[1, 2"):
-        op(q, k, v, ab, 4, 1, 0.3, False)
+        op(q, k, v, ab, 4, 1, 0.3, None)
     with pytest.raises(RuntimeError, match="'attention_biases' must have size 2 in dim 0"):
-        op(q, k, v, ab[:1], 3, 1, 0.3, False)
+        op(q, k, v, ab[:1], 3, 1, 0.3, None)
+    with pytest.raises(ValueError,
+                       match="argument 'activation' must be None, 'hardswish', 'gelu' or 'relu', got 'tanh'"):
+        op(q, k, v, ab, 3, 1, 0.3, "tanh")
     x, wq, bq, k, v, ab = shrink_inputs(gen, 1, 2, 3, 2, 8, 8, 5)
     with pytest.raises(RuntimeError, match="'q_weight' must have size 5 in dim 1"):
-        torch.ops.levit_kernels.shrink_attention(x, wq[:, :4], bq, k, v, ab, 3, 2, 0.3, False)
+        torch.ops.levit_kernels.shrink_attention(x, wq[:, :4], bq, k, v, ab, 3, 2, 0.3, None)
 
 
 def test_opcheck(gen):
-    args = (*attention_inputs(gen, 2, 3, 4, 1, 8, 12, "packed"), 4, 1, 0.35, True)
+    args = (*attention_inputs(gen, 2, 3, 4, 1, 8, 12, "packed"), 4, 1, 0.35, "hardswish")
     torch.library.opcheck(torch.ops.levit_kernels.biased_attention.default, args)
-    args = (*shrink_inputs(gen, 2, 3, 5, 2, 8, 12, 7, "strided"), 5, 2, 0.35, False)
+    args = (*shrink_inputs(gen, 2, 3, 5, 2, 8, 12, 7, "strided"), 5, 2, 0.35, "gelu")
     torch.library.opcheck(torch.ops.levit_kernels.shrink_attention.default, args)
 
 

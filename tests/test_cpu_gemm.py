@@ -350,8 +350,9 @@ def test_custom_op_checks_its_arguments(gen):
         ops.linear(x, w.double(), b, None, None)
     with pytest.raises(ValueError, match=r"argument 'weight' must be of size 24 in dim 1 \(channels of x\)"):
         ops.linear(x, w[:, :5], b, None, None)
-    with pytest.raises(ValueError, match="argument 'activation' must be None or 'hardswish', got 'relu'"):
-        ops.linear(x, w, b, "relu", None)
+    with pytest.raises(ValueError,
+                       match="argument 'activation' must be None, 'hardswish', 'gelu' or 'relu', got 'silu'"):
+        ops.linear(x, w, b, "silu", None)
     with pytest.raises(ValueError, match="argument 'residual' must be of the output's shape"):
         ops.linear(x, w, b, None, x)
     with pytest.raises(ValueError, match=r"argument 'b2' must be of size 24 in dim 0 \(output width = channels"):

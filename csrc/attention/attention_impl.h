@@ -14,6 +14,7 @@
 #include "attention/attention_kernel.h"
 #include "common/kernel_prelude.h"
 #include "attention/attention_tiles.h"
+#include "simd/activations.h"
 #include "simd/exp.h"
 
 namespace levit::attention {
@@ -228,7 +229,7 @@ void attend_tile(const Problem& p, const Plan& plan, const Buffers<V>& buf, int 
       float* o = out + (r0 + r) * out_ld + col;
       for (int c = 0; c < vecs_of(acc); ++c) {
         const V y = acc[r][c] * row_scale;
-        store_lanes(o + c * W, p.hardswish ? hardswish(y) : y, cols - c * W);
+        store_lanes(o + c * W, simd::apply(p.activation, y), cols - c * W);
       }
     }
   });

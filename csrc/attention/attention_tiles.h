@@ -113,10 +113,4 @@ inline void store_lanes(float* p, V v, int n) {
     V::store_partial(p, v, n);
 }
 
-template <class V>
-inline V hardswish(V y) {  // y·clamp(y + 3, 0, 6)/6, as torch: NaN and -inf give NaN
-  const V gate = V::min(V::max(y + V::set1(3.0f), V::zero()), V::set1(6.0f));
-  return y * gate * V::set1(1.0f / 6.0f);
-}
-
 }  // namespace levit::attention

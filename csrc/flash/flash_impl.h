@@ -18,6 +18,7 @@
 #include "attention/attention_tiles.h"
 #include "common/kernel_prelude.h"
 #include "flash/flash_kernel.h"
+#include "simd/activations.h"
 #include "simd/exp.h"
 
 namespace levit::flash {
@@ -177,10 +178,10 @@ void store_output(const Problem& p, const Plan& plan, const Buffers& buf, int b,
     float* o = out + i * out_ld;
     const float inv = buf.rescale[i];
     for (int c = 0; c < dv; ++c) o[c] = buf.ot[static_cast<int64_t>(c) * rp + i] * inv;
-    if (p.activation == Epilogue::kHardswish)
+    if (p.activation != Activation::kNone)
       for (int c = 0; c < dv; c += W) {
         const int n = std::min(W, dv - c);
-        attention::store_lanes(o + c, attention::hardswish(V::load_partial(o + c, n)), n);
+        attention::store_lanes(o + c, simd::apply(p.activation, V::load_partial(o + c, n)), n);
       }
   }
 }

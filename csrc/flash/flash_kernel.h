@@ -9,12 +9,11 @@
 #include <cstdint>
 
 #include "attention/attention_kernel.h"
+#include "common/activation.h"
 
 namespace levit::flash {
 
 using attention::View4;
-
-enum class Epilogue : int { kNone = 0, kHardswish = 1 };
 
 // out = act(softmax(scale·q·kᵀ + bias) · v) as (B, Nq, H·Dv).
 struct Problem {
@@ -24,7 +23,7 @@ struct Problem {
   int key_dim = 0;      // D
   int value_dim = 0;    // Dv
   float scale = 1.0f;
-  Epilogue activation = Epilogue::kNone;
+  Activation activation = Activation::kNone;
   View4 q, k, v;        // (B, H, Nq, D), (B, H, Nk, D), (B, H, Nk, Dv)
   // Dense additive bias broadcast to (B, H, Nq, Nk): element strides, 0 along broadcast dims; nullptr: none.
   const float* bias = nullptr;

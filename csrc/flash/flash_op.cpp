@@ -8,6 +8,7 @@
 #include <optional>
 #include <string_view>
 
+#include "common/activation_arg.h"
 #include "common/isa.h"
 #include "common/output.h"
 #include "common/workspace.h"
@@ -55,13 +56,6 @@ void set_view(View4& view, const at::Tensor& t) {
   for (int i = 0; i < 4; ++i) view.stride[i] = t.stride(i);
 }
 
-Epilogue parse_activation(const std::optional<std::string_view>& name) {
-  if (!name.has_value()) return Epilogue::kNone;
-  TORCH_CHECK_VALUE(*name == "hardswish", kOp, ": argument 'activation' must be None or 'hardswish', got '", *name,
-                    "'");
-  return Epilogue::kHardswish;
-}
-
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
                      const std::optional<at::Tensor>& bias, std::optional<std::string_view> activation) {
   check_operand("q", q);
@@ -84,7 +78,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   p.key_dim = to_int("key dim", q.size(3));
   p.value_dim = to_int("value dim", v.size(3));
   p.scale = static_cast<float>(scale);
-  p.activation = parse_activation(activation);
+  p.activation = parse_activation(kOp, activation);
   set_view(p.q, q);
   set_view(p.k, k);
   set_view(p.v, v);

@@ -42,7 +42,7 @@ const char* bias_name(Bias b) {
 struct Shape {
   int batch, heads, nq, nk, key_dim, value_dim;
   Bias bias = Bias::kNone;
-  bool hardswish = false;
+  Activation activation = Activation::kNone;
 };
 
 struct Case {
@@ -54,7 +54,7 @@ struct Case {
   Case(const Shape& shape, Layout layout, Rng& rng) : s(shape), layout(layout) {
     p.batch = s.batch, p.heads = s.heads, p.num_queries = s.nq, p.num_keys = s.nk;
     p.key_dim = s.key_dim, p.value_dim = s.value_dim;
-    p.activation = s.hardswish ? flash::Epilogue::kHardswish : flash::Epilogue::kNone;
+    p.activation = s.activation;
     p.scale = 1.0f / std::sqrt(static_cast<float>(s.key_dim));
     const int64_t B = s.batch, H = s.heads, D = s.key_dim, Dv = s.value_dim, nq = s.nq, nk = s.nk;
     if (layout == Layout::kPackedQkv && nq == nk) {
@@ -129,8 +129,8 @@ struct Case {
           for (int c = 0; c < p.value_dim; ++c) {
             double o = 0.0;
             for (int j = 0; j < p.num_keys; ++j) o += w[j] / sum * p.v.row(b, h, j)[c * p.v.stride[3]];
-            if (s.hardswish) o = o * std::min(std::max(o + 3.0, 0.0), 6.0) / 6.0;
-            out[((static_cast<size_t>(b) * p.num_queries + i) * p.heads + h) * p.value_dim + c] = o;
+            out[((static_cast<size_t>(b) * p.num_queries + i) * p.heads + h) * p.value_dim + c] =
+                activation_ref(s.activation, o);
           }
         }
     return out;
@@ -140,7 +140,7 @@ struct Case {
     char buf[200];
     std::snprintf(buf, sizeof buf, "attention B=%d H=%d Nq=%d Nk=%d D=%d Dv=%d bias=%s act=%s %s", p.batch, p.heads,
                   p.num_queries, p.num_keys, p.key_dim, p.value_dim, bias_name(s.bias),
-                  s.hardswish ? "hardswish" : "none", layout_name(layout));
+                  activation_name(s.activation), layout_name(layout));
     return buf;
   }
 };
@@ -216,12 +216,13 @@ std::vector<Shape> shapes() {
       {2, 3, 1, 2, 8, 16},
       {1, 2, 130, 1, 13, 64, Bias::kFull},      // one key: each row is that key's value
       {3, 1, 7, 300, 16, 33, Bias::kKeyMask},   // several key blocks, a third of the keys masked
-      {2, 2, 37, 50, 24, 20, Bias::kPerHeadShared, true},
+      {2, 2, 37, 50, 24, 20, Bias::kPerHeadShared, Activation::kHardswish},
       {1, 2, 50, 37, 5, 7, Bias::kFull},        // odd D and Dv
       {2, 2, 197, 197, 64, 64},                 // the T2T-ViT backbone
       {1, 1, 784, 784, 64, 64},                 // T2T-ViT token layer 2
       {1, 1, 100, 3136, 64, 64},                // token layer 1's keys (its 3136 queries: the Python tests)
-      {1, 3, 49, 49, 64, 24, Bias::kNone, true},
+      {1, 3, 49, 49, 64, 24, Bias::kNone, Activation::kGelu},
+      {2, 1, 33, 70, 16, 40, Bias::kKeyMask, Activation::kRelu},
   };
 }
 

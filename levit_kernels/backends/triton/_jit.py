@@ -2,12 +2,12 @@
 import triton
 import triton.language as tl
 
-# Activation codes of apply_activation (a constexpr kernel argument), from the ops' activation names.
+# The kernels' ACT constexpr: which activation the epilogue applies (names of reference.ACTIVATIONS).
 ACTIVATION_CODES = {None: 0, "hardswish": 1, "gelu": 2, "relu": 3}
 
 
-def activation_code(name) -> int:
-    return ACTIVATION_CODES[name]
+def activation_code(activation) -> int:
+    return ACTIVATION_CODES[activation]
 
 
 @triton.jit
@@ -16,12 +16,18 @@ def hardswish(x):
 
 
 @triton.jit
-def apply_activation(x, ACT: tl.constexpr):
-    """The activation of code ACT (see ACTIVATION_CODES): GELU in its exact erf form, as torch's default."""
+def gelu(x):
+    """The exact erf form, as torch's fp32 GELU computes it (libdevice erff on CUDA; numpy in the interpreter)."""
+    return 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
+
+
+@triton.jit
+def activate(x, ACT: tl.constexpr):
+    """x through the activation of code ACT (ACTIVATION_CODES); a constexpr branch, so only one is compiled."""
     if ACT == 1:
         x = hardswish(x)
     elif ACT == 2:
-        x = 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
+        x = gelu(x)
     elif ACT == 3:
-        x = tl.where(x > 0.0, x, 0.0)
+        x = tl.where(x < 0.0, 0.0, x)  # not tl.maximum: NaN stays NaN, as torch.relu
     return x

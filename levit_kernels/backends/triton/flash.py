@@ -14,7 +14,7 @@ import triton.language as tl
 
 from levit_kernels import _debug
 from levit_kernels.backends.triton import _runtime
-from levit_kernels.backends.triton._jit import apply_activation, activation_code
+from levit_kernels.backends.triton._jit import activate, activation_code
 
 _runtime.freeze_kernel_mode()
 
@@ -83,7 +83,7 @@ def _flash_attention_kernel(q_ptr, k_ptr, v_ptr, bias_ptr, out_ptr,
                     other=0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m = m_new
-    o = apply_activation(acc / l[:, None], ACT)
+    o = activate(acc / l[:, None], ACT)
     out_rows = b * so_b + rows[:, None] * so_n + (h * DV + dv[None, :]) * so_c
     tl.store(out_ptr + out_rows, o.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & (dv < DV)[None, :])
 
