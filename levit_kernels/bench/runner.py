@@ -50,6 +50,8 @@ def build_cases(plan: Plan) -> list:
         wanted = [op for op in plan.ops if op != "e2e"]
         if wanted:
             out += op_cases_mod.op_cases(model, wanted, batch, plan.dtype, plan.device, plan.threads, plan.img_size)
+    if "flash" in plan.ops:
+        out += op_cases_mod.flash_cases(plan.dtype, plan.device, plan.threads)
     return out
 
 
