@@ -1,8 +1,9 @@
 """Concurrency: 8 Python threads calling the ops (each thread its own mix of shapes, so thread-local workspaces grow
 and shrink under each other) give bit-identical results to serial calls on the kernel backends, and results within
 the fp32 tolerance of them on the reference backend; so does an optimized model shared by 8 threads. Outputs are
-poisoned (NaN-filled) in every thread. The CPU backend's packed-weight cache packs once under concurrent first use, stays correct when weights
-die while other threads call, evicts beyond its bound, and drops the entries of dead weights.
+poisoned (NaN-filled) in every thread. The CPU backend's packed-weight cache packs once under concurrent first use,
+stays correct when weights die while other threads call, evicts beyond its bound, and drops the entries of dead
+weights.
 """
 from __future__ import annotations
 
