@@ -67,7 +67,7 @@ setup(
     install_requires=["torch>=2.4", "numpy", "ninja", "pybind11"],
     extras_require={
         "gpu": ["triton>=3.2"],
-        "bench": ["pytest-benchmark", "matplotlib", "onnxruntime", "onnx", "onnxscript"],
+        "bench": ["pytest-benchmark", "matplotlib", "onnxruntime", "onnx", "onnxscript", "openvino"],
         "test": ["pytest", "pytest-benchmark", "hypothesis", "triton>=3.2", "pillow"],
     },
     entry_points={"console_scripts": ["levit-kernels=levit_kernels.cli:main"]},
