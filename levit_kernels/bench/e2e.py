@@ -180,8 +180,8 @@ def _openvino(case: EndToEndCase, onnx: OnnxFile, precision: Optional[str]) -> C
     """OpenVINO's CPU plugin on the exported graph, one stream of ``case.threads`` threads, latency mode;
     ``precision`` "f32" forces fp32 (INFERENCE_PRECISION_HINT), None keeps the plugin's default for this CPU (and
     is unavailable where that default is f32 too: it would time the same thing twice). Its TBB workers have no
-    spin setting; measured on the 2-core AMD EPYC, the candidate after it in an interleaved round runs no slower
-    than in its own block."""
+    spin setting to turn off; whether they slow the candidate after them shows as that candidate's interleaved
+    median against its alone one, and the better of the two is kept either way (timing.time_cpu)."""
     _cpu_fp32_only(case, "OpenVINO")
     try:
         import openvino as ov
