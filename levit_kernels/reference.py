@@ -35,7 +35,11 @@ def _bias_index_cpu(resolution: int, stride: int) -> torch.Tensor:
 
 def attention_bias_index(resolution: int, stride: int = 1, device=None) -> torch.Tensor:
     """(Nq, Nk) int64 index into a head's row of the (H, R²) bias table: ``|yi·s − yj|·R + |xi·s − xj|``."""
-    idx = _bias_index_cpu(int(resolution), int(stride))
+    # Under tracing (torch.compile, torch.export and so torch.onnx.export) the cache would keep the traced (fake)
+    # tensor and hand it to every later eager call, which then fails: measured, an ONNX export before the first
+    # eager forward broke the float64 reference model after it. Traced code builds the index afresh.
+    build = _bias_index_cpu.__wrapped__ if torch.compiler.is_compiling() else _bias_index_cpu
+    idx = build(int(resolution), int(stride))
     return idx if device is None else idx.to(device)
 
 

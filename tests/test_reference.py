@@ -359,3 +359,21 @@ def test_bad_input_raises_naming_the_argument(op_name, arg, make_bad, exc, words
         op(**kwargs)
     message = str(info.value)
     assert op_name in message and all(w in message for w in words), message
+
+
+def test_bias_index_cache_survives_tracing():
+    """torch.export (as torch.onnx.export does) before any eager call: the index cache must not keep the traced
+    tensor for the eager calls after it."""
+    reference._bias_index_cpu.cache_clear()
+
+    class Gather(torch.nn.Module):
+        def forward(self, biases):
+            return reference.gather_attention_bias(biases, 3, 2)
+
+    biases = torch.randn(2, 9)
+    torch.export.export(Gather(), (biases,))
+    got = reference.gather_attention_bias(biases, 3, 2)
+    # |Δy|·3 + |Δx| from the queries (0, 0), (0, 2), (2, 0), (2, 2) to the 3×3 keys
+    index = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7, 8], [2, 1, 0, 5, 4, 3, 8, 7, 6],
+                          [6, 7, 8, 3, 4, 5, 0, 1, 2], [8, 7, 6, 5, 4, 3, 2, 1, 0]])
+    assert type(got) is torch.Tensor and torch.equal(got, biases[:, index])

@@ -94,7 +94,8 @@ def measure_case(case, plan: Plan, gen: torch.Generator) -> dict:
     first = case.make_inputs(gen)
     pool = input_pool(case, gen, first)
     truth = setup.reference(*first)
-    entries, errors, runnable = {}, {}, []
+    entries, errors, precisions, runnable = {}, {}, {}, []
+    dtype = str(case.dtype).replace("torch.", "")
     for spec in setup.specs:
         try:
             fn = spec.build()
@@ -107,10 +108,13 @@ def measure_case(case, plan: Plan, gen: torch.Generator) -> dict:
             entries[spec.name] = {"skipped": _failure(exc)}
             continue
         errors[spec.name] = tolerances.max_rel_error(setup.compared(out), truth)
+        precisions[spec.name] = getattr(fn, "precision", dtype)  # a baseline may compute in another precision
         runnable.append(timing.Candidate(spec.name, fn, pool))
     for name, err in errors.items():
-        tol = setup.tolerance(name, errors)
-        entries[name] = {"max_rel_error": err, "tolerance": tol, "ok": tol is None or err <= tol}
+        # A baseline that ran in another precision than the case's is recorded, not held to the case's tolerance.
+        tol = setup.tolerance(name, errors) if precisions[name] == dtype else None
+        entries[name] = {"max_rel_error": err, "tolerance": tol, "ok": tol is None or err <= tol,
+                         "precision": precisions[name]}
     settings = timing.Settings.quick() if plan.quick else timing.Settings()
     if runnable:
         timed = timing.time_candidates(runnable, case.device, settings,
@@ -122,7 +126,7 @@ def measure_case(case, plan: Plan, gen: torch.Generator) -> dict:
     ordered = {s.name: entries[s.name] for s in setup.specs}
     return {"kind": case.kind, "model": model_name(case.model), "op": case.op, "block": case.block,
             "count": case.count, "shape": case.shape, "label": case.label, "batch": case.batch,
-            "dtype": str(case.dtype).replace("torch.", ""), "device": case.device, "threads": case.threads,
+            "dtype": dtype, "device": case.device, "threads": case.threads,
             "flops": case.flops, "subject": subject, "candidates": ordered}
 
 
