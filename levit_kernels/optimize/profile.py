@@ -18,9 +18,7 @@ from typing import Optional
 import torch
 
 from levit_kernels.bench.timing import Candidate, Settings, time_candidates
-from levit_kernels.optimize.fused import OptimizedLeViT, Runtime
-
-OPS = Runtime._fields[:4]  # linear, mlp, biased_attention, shrink_attention
+from levit_kernels.optimize.fused import OPS, OptimizedLeViT, Runtime
 
 
 def step_times(model: OptimizedLeViT, images: torch.Tensor, settings: Optional[Settings] = None) -> list[float]:
