@@ -139,12 +139,13 @@ def _listed(items: list[str]) -> str:
     return ", ".join(items[:_MAX_LISTED]) + more
 
 
-def _convert(state_dict: Mapping, layout: str, model: LeViT) -> tuple[dict, list[str]]:
-    """Rename ``state_dict`` to our keys; returns (converted, problems), problems naming keys and shapes."""
-    scheme = "timm" if layout == "timm_conv" else layout
-    expected = model.state_dict()
-    mapping = {k: k for k in expected} if scheme == "native" else key_map(model, scheme)
-    index_keys = _bias_index_keys(model, scheme)
+def convert_state_dict(state_dict: Mapping, mapping: Mapping[str, str], expected: Mapping[str, torch.Tensor],
+                       index_keys: Mapping[str, tuple], adapt=None) -> tuple[dict, list[str]]:
+    """Rename ``state_dict`` by ``mapping`` ({their key → our key}) and check it against ``expected`` (our state
+    dict); returns (converted, problems), each problem naming keys and shapes. Stored ``attention_bias_idxs`` keys
+    (``index_keys``: key → (resolution, stride)) are checked against the |dy|·R+|dx| index and dropped.
+    ``adapt(value, want_shape)`` may reshape a stored tensor first (timm_conv's 1×1 convs). Used by every family's
+    loader (levit/checkpoint_*.py), so all report problems the same way."""
     converted, seen, unexpected, misshaped, bad_index = {}, set(), [], [], []
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
@@ -161,8 +162,8 @@ def _convert(state_dict: Mapping, layout: str, model: LeViT) -> tuple[dict, list
             continue
         seen.add(ours)
         want_shape, stored_shape = tuple(expected[ours].shape), tuple(value.shape)
-        if layout == "timm_conv" and len(stored_shape) == 4 and len(want_shape) == 2 and stored_shape[2:] == (1, 1):
-            value = value[:, :, 0, 0]  # a Linear stored as a 1×1 conv
+        if adapt is not None:
+            value = adapt(value, want_shape)
         if tuple(value.shape) != want_shape:
             misshaped.append(f"{key}: checkpoint {stored_shape} vs model {want_shape}")
             continue
@@ -178,24 +179,47 @@ def _convert(state_dict: Mapping, layout: str, model: LeViT) -> tuple[dict, list
     return converted, problems
 
 
-def _describe(model: LeViT) -> str:
+def _linear_from_conv(value: torch.Tensor, want_shape: tuple) -> torch.Tensor:
+    """A Linear stored as a (out, in, 1, 1) conv (timm levit_conv_*) → (out, in)."""
+    if value.dim() == 4 and len(want_shape) == 2 and tuple(value.shape[2:]) == (1, 1):
+        return value[:, :, 0, 0]
+    return value
+
+
+def _convert(state_dict: Mapping, layout: str, model: LeViT) -> tuple[dict, list[str]]:
+    """Rename ``state_dict`` to our keys; returns (converted, problems), problems naming keys and shapes."""
+    scheme = "timm" if layout == "timm_conv" else layout
+    expected = model.state_dict()
+    mapping = {k: k for k in expected} if scheme == "native" else key_map(model, scheme)
+    return convert_state_dict(state_dict, mapping, expected, _bias_index_keys(model, scheme),
+                              _linear_from_conv if layout == "timm_conv" else None)
+
+
+def describe(model) -> str:
     dist = "with" if model.head_dist is not None else "without"
     return f"{model.name} ({model.num_classes} classes, {dist} distillation head, img_size {model.img_size})"
 
 
+def first_fitting(state_dict: Mapping, layout: str, builders, convert) -> str:
+    """:func:`describe` of the first model ``builders`` make (on the meta device, so no memory is spent) that
+    ``state_dict`` fits under ``convert(state_dict, layout, model)``, or ''."""
+    for build in builders:
+        with torch.device("meta"):
+            candidate = build()
+        if not convert(state_dict, layout, candidate)[1]:
+            return describe(candidate)
+    return ""
+
+
 def _fitting_variant(state_dict: Mapping, layout: str, model: LeViT) -> str:
-    """The variant the checkpoint does fit (built on the meta device, so no memory is spent), or ''."""
+    """The variant the checkpoint does fit, or ''."""
     heads = [k for k in ("head.l.weight", "head.linear.weight") if k in state_dict]
     if not heads:
         return ""
     num_classes = state_dict[heads[0]].shape[0]
     distillation = any(k.startswith("head_dist.") for k in state_dict)
-    for name in MODEL_NAMES:
-        with torch.device("meta"):
-            candidate = LeViT(name, num_classes, distillation, model.img_size)
-        if not _convert(state_dict, layout, candidate)[1]:
-            return _describe(candidate)
-    return ""
+    return first_fitting(state_dict, layout, [lambda n=name: LeViT(n, num_classes, distillation, model.img_size)
+                                              for name in MODEL_NAMES], _convert)
 
 
 def read_checkpoint(path: Union[str, os.PathLike]) -> Mapping:
@@ -220,15 +244,47 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Mapping:
                               + (f": {detail}" if detail else "")) from exc
 
 
-def load_checkpoint(model: LeViT, checkpoint) -> LeViT:
-    """Load ``checkpoint`` (a path or a state dict, in any of :data:`LAYOUTS`) into ``model``; returns the model.
+def finish_load(model, layout: str, converted: dict, problems: list[str], fitting) -> object:
+    """Load ``converted`` into ``model`` strictly, or raise :class:`CheckpointError` listing ``problems`` with the
+    variant ``fitting()`` names (a :func:`first_fitting` result) as a hint; nothing is loaded unless all fits."""
+    if problems:
+        fits = fitting()
+        hint = f"; the checkpoint fits {fits}" if fits else ""
+        raise CheckpointError(f"{layout} checkpoint does not fit {describe(model)}{hint}: " + "; ".join(problems))
+    current = model.state_dict()
+    for key, value in current.items():  # only num_batches_tracked may be absent (see convert_state_dict)
+        converted.setdefault(key, value)
+    model.load_state_dict(converted, strict=True)
+    return model
+
+
+def _load_levit(model: LeViT, state_dict: Mapping) -> LeViT:
+    layout = detect_layout(state_dict)
+    converted, problems = _convert(state_dict, layout, model)
+    return finish_load(model, layout, converted, problems, lambda: _fitting_variant(state_dict, layout, model))
+
+
+# Model class → loader(model, unwrapped state dict), one per family. The other families' modules
+# (levit/checkpoint_<family>.py, imported by levit/__init__.py) register theirs with register_loader.
+_LOADERS: dict[type, object] = {LeViT: _load_levit}
+
+
+def register_loader(model_type: type, loader) -> None:
+    _LOADERS[model_type] = loader
+
+
+def load_checkpoint(model, checkpoint):
+    """Load ``checkpoint`` (a path or a state dict, in any layout of the model's family: :data:`LAYOUTS` for LeViT)
+    into ``model``; returns the model.
 
     Raises :class:`CheckpointError` (a ValueError) naming every missing, unexpected or mis-shaped key, wrong
     ``attention_bias_idxs``, and the variant the checkpoint belongs to when it fits another one. Nothing is
     loaded unless everything fits.
     """
-    if not isinstance(model, LeViT):
-        raise TypeError(f"load_checkpoint: argument 'model' must be a levit.LeViT, got {type(model).__name__}")
+    loader = next((f for t, f in _LOADERS.items() if isinstance(model, t)), None)
+    if loader is None:
+        kinds = " or ".join(f"levit.{t.__name__}" for t in _LOADERS)
+        raise TypeError(f"load_checkpoint: argument 'model' must be a {kinds}, got {type(model).__name__}")
     if model.fused:
         raise CheckpointError(f"load_checkpoint: {model.name} is fused (its BatchNorms are folded); load the "
                               f"checkpoint before fuse()")
@@ -237,15 +293,4 @@ def load_checkpoint(model: LeViT, checkpoint) -> LeViT:
     if not isinstance(checkpoint, Mapping):
         raise TypeError(f"load_checkpoint: argument 'checkpoint' must be a path or a state dict, "
                         f"got {type(checkpoint).__name__}")
-    state_dict = unwrap(checkpoint)
-    layout = detect_layout(state_dict)
-    converted, problems = _convert(state_dict, layout, model)
-    if problems:
-        fits = _fitting_variant(state_dict, layout, model)
-        hint = f"; the checkpoint fits {fits}" if fits else ""
-        raise CheckpointError(f"{layout} checkpoint does not fit {_describe(model)}{hint}: " + "; ".join(problems))
-    current = model.state_dict()
-    for key, value in current.items():  # only num_batches_tracked may be absent (see _convert)
-        converted.setdefault(key, value)
-    model.load_state_dict(converted, strict=True)
-    return model
+    return loader(model, unwrap(checkpoint))

@@ -6,7 +6,7 @@ module keeps its ``shape`` (the config dataclass) so later passes (fusion, kerne
 
 Module tree of ``LeViT`` (what the checkpoint layouts map onto, see :mod:`levit.checkpoint`)::
 
-    stem: Stem                   conv1..conv4 (ConvBN: .conv, .bn), Hardswish between (act1..act3)
+    stem: Stem                   conv1..conv4 (levit.layers.ConvBN: .conv, .bn), Hardswish between (act1..act3)
     blocks: Sequential           in op_shapes order:
         Residual(Attention)      .body: .qkv, .proj (LinearBN: .linear, .bn), .attention_biases (H, R²)
         Residual(MLP)            .body: .fc1, .fc2 (LinearBN)
@@ -23,37 +23,10 @@ import torch.nn.functional as F
 
 from levit.config import (AttentionShape, BlockShape, ConvShape, LeViTSpec, MLPShape, ShrinkAttentionShape,
                           get_spec, head_shape, op_shapes, stem_shapes)
+from levit.layers import BNLinear, ConvBN, LinearBN, fuse_modules
 from levit_kernels import reference
 
 ACTIVATION = "hardswish"
-
-
-class LinearBN(nn.Module):
-    """Linear without bias, then BatchNorm1d over the channel (last) dim of (..., C) tokens."""
-
-    def __init__(self, in_features: int, out_features: int, bn_weight_init: float = 1.0):
-        super().__init__()
-        self.linear = nn.Linear(in_features, out_features, bias=False)
-        self.bn = nn.BatchNorm1d(out_features)
-        nn.init.constant_(self.bn.weight, bn_weight_init)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.linear(x)
-        return self.bn(y.reshape(-1, y.shape[-1])).reshape(y.shape)
-
-
-class ConvBN(nn.Module):
-    """Conv2d without bias, then BatchNorm2d (the stem's 3×3 stride-2 convs)."""
-
-    def __init__(self, shape: ConvShape):
-        super().__init__()
-        self.shape = shape
-        self.conv = nn.Conv2d(shape.in_channels, shape.out_channels, shape.kernel, shape.stride, shape.padding,
-                              bias=False)
-        self.bn = nn.BatchNorm2d(shape.out_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.conv(x))
 
 
 class Stem(nn.Sequential):
@@ -64,7 +37,8 @@ class Stem(nn.Sequential):
         for i, shape in enumerate(shapes, start=1):
             if i > 1:
                 self.add_module(f"act{i - 1}", nn.Hardswish())
-            self.add_module(f"conv{i}", ConvBN(shape))
+            self.add_module(f"conv{i}", ConvBN(shape.in_channels, shape.out_channels, shape.kernel, shape.stride,
+                                               shape.padding))
 
 
 class _BiasedAttentionBase(nn.Module):
@@ -199,18 +173,13 @@ class Residual(nn.Module):
         return x + branch
 
 
-class ClassifierHead(nn.Module):
+class ClassifierHead(BNLinear):
     """BatchNorm1d then Linear, on the token-mean features (B, C)."""
 
     def __init__(self, channels: int, num_classes: int):
-        super().__init__()
-        self.bn = nn.BatchNorm1d(channels)
-        self.linear = nn.Linear(channels, num_classes)
+        super().__init__(channels, num_classes)
         nn.init.trunc_normal_(self.linear.weight, std=0.02)
         nn.init.zeros_(self.linear.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.bn(x))
 
 
 def build_block(shape: BlockShape, drop_path: float = 0.0) -> nn.Module:
@@ -277,11 +246,17 @@ class LeViT(nn.Module):
             raise RuntimeError(f"{self.name}: a fused model has no BatchNorm left to train; fuse a copy instead")
         return super().train(mode)
 
+    @torch.no_grad()
     def fuse(self) -> "LeViT":
-        """Fold every BatchNorm into its Conv/Linear, in place (see :func:`levit.fuse.fuse`); returns self."""
-        from levit.fuse import fuse
-
-        return fuse(self)
+        """Fold every BatchNorm into its Conv/Linear, in place, leave the model in eval mode and return it
+        (idempotent). A fused model cannot be put back in training mode or load checkpoints: fuse a copy to keep
+        a trainable one. The attention modules stay: they call the same reference attention with their (now
+        Linear) projections."""
+        if not self.fused:
+            self.eval()
+            fuse_modules(self)
+            self.fused = True
+        return self
 
 
 def randomize_(model: nn.Module, generator: Optional[torch.Generator] = None) -> nn.Module:

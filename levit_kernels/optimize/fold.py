@@ -45,7 +45,7 @@ def batchnorm_after(weight: torch.Tensor, bias: Optional[torch.Tensor], bn, wher
 def batchnorm_before(bn, weight: torch.Tensor, bias: Optional[torch.Tensor], where: str):
     """(weight, bias) of a Linear (weight (out, in)) whose input is normalised by the eval BatchNorm ``bn``:
     ``W·(x·s + t) + b = (W·diag(s))·x + (W·t + b)`` with ``s = γ/√(var+ε)``, ``t = β − mean·s``."""
-    from levit.fuse import fold_batchnorm_into_next
+    from levit.layers import fold_batchnorm_into_next
 
     if bn.num_features != weight.shape[1]:
         fail(where, f"a BatchNorm over {weight.shape[1]} channels", f"{bn.num_features} channels")
