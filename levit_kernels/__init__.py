@@ -1,7 +1,8 @@
 """levit-kernels: fused CPU (C++) and GPU (Triton) kernels for LeViT.
 
 Public ops (semantics in :mod:`levit_kernels.reference`): :func:`biased_attention`, :func:`shrink_attention`,
-:func:`mlp`, :func:`linear`; :func:`fold_batchnorm` for callers that fold BatchNorm themselves.
+:func:`mlp`, :func:`linear`, :func:`layer_norm`, :func:`pool_mixer` (EfficientFormer's Meta4D token mixer);
+:func:`fold_batchnorm` for callers that fold BatchNorm themselves.
 Whole models: :func:`optimize` (a LeViT — this project's or timm's — on the fused ops) and :func:`verify` (its
 end-to-end equivalence with the eager model).
 
@@ -30,11 +31,13 @@ _LAZY = {
     "shrink_attention": ("levit_kernels.ops", "shrink_attention"),
     "mlp": ("levit_kernels.ops", "mlp"),
     "linear": ("levit_kernels.ops", "linear"),
+    "layer_norm": ("levit_kernels.ops", "layer_norm"),
+    "pool_mixer": ("levit_kernels.ops", "pool_mixer"),
     "verify": ("levit_kernels.optimize.verify", "verify"),
 }
 
-__all__ = ["biased_attention", "shrink_attention", "mlp", "linear", "fold_batchnorm", "reference", "BACKENDS",
-           "availability", "cpu_isa", "optimize", "verify", "__version__"]
+__all__ = ["biased_attention", "shrink_attention", "mlp", "linear", "layer_norm", "pool_mixer", "fold_batchnorm",
+           "reference", "BACKENDS", "availability", "cpu_isa", "optimize", "verify", "__version__"]
 
 
 def __getattr__(name: str):

@@ -60,3 +60,11 @@ def activation(op: str, value, allowed=(None, "hardswish")):
     if value not in allowed:
         fail(op, "activation", f"one of {allowed}", repr(value))
     return value
+
+
+def non_negative_float(op: str, arg: str, value) -> float:
+    if isinstance(value, torch.Tensor) or isinstance(value, bool) or not isinstance(value, (int, float)):
+        fail(op, arg, "a Python float", type(value).__name__, TypeError)
+    if not math.isfinite(value) or value < 0:
+        fail(op, arg, "finite and >= 0", repr(value))
+    return float(value)

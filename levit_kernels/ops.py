@@ -12,6 +12,9 @@ from levit_kernels import _checks as check
 from levit_kernels import backends
 from levit_kernels.reference import query_grid_side
 
+# Largest pool_mixer window (the CPU kernel keeps a window's row table on the stack: csrc/pool/pool_kernel.h).
+MAX_POOL_SIZE = 129
+
 
 def _attention_operands(op, k, v, attention_biases, resolution, stride):
     """Check k, v, the bias table and the grid; return (B, H, Nq, D)."""
@@ -124,3 +127,38 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], 
     activation = check.activation(op, activation)
     impl = backends.implementation(op, backend, x.device)
     return impl.linear(x, weight, bias, activation, residual)
+
+
+def layer_norm(x: torch.Tensor, weight: Optional[torch.Tensor] = None, bias: Optional[torch.Tensor] = None,
+               eps: float = 1e-5, backend: str = "auto") -> torch.Tensor:
+    """LayerNorm over the last dim of x (..., C), rows of any stride; weight/bias (C,) optional. See
+    reference.layer_norm."""
+    op = "layer_norm"
+    check.tensor(op, "x", x, None)
+    if x.dim() < 1 or x.shape[-1] < 1:
+        check.fail(op, "x", "a tensor of at least 1 dim with at least 1 channel (..., C)", f"shape {tuple(x.shape)}")
+    c = x.shape[-1]
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None:
+            check.tensor(op, name, t, 1, "(C,)")
+            check.dim_equals(op, name, t, 0, c, "channels of x")
+    eps = check.non_negative_float(op, "eps", eps)
+    check.same_dtype_device(op, [("x", x), ("weight", weight), ("bias", bias)])
+    impl = backends.implementation(op, backend, x.device)
+    return impl.layer_norm(x, weight, bias, eps)
+
+
+def pool_mixer(x: torch.Tensor, layer_scale: torch.Tensor, pool_size: int = 3,
+               backend: str = "auto") -> torch.Tensor:
+    """EfficientFormer's Meta4D token mixer ``x + layer_scale·(avgpool(x) − x)`` on a channels-last map x
+    (B, H, W, C) (count_include_pad=False borders, stride 1); layer_scale (C,). See reference.pool_mixer."""
+    op = "pool_mixer"
+    check.tensor(op, "x", x, 4, "(B, H, W, C)")
+    check.tensor(op, "layer_scale", layer_scale, 1, "(C,)")
+    check.dim_equals(op, "layer_scale", layer_scale, 0, x.shape[3], "channels of x")
+    pool_size = check.positive_int(op, "pool_size", pool_size)
+    if pool_size % 2 == 0 or pool_size > MAX_POOL_SIZE:
+        check.fail(op, "pool_size", f"an odd int in [1, {MAX_POOL_SIZE}]", repr(pool_size))
+    check.same_dtype_device(op, [("x", x), ("layer_scale", layer_scale)])
+    impl = backends.implementation(op, backend, x.device)
+    return impl.pool_mixer(x, layer_scale, pool_size)

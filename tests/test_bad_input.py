@@ -35,6 +35,10 @@ def valid_args(op: str) -> dict:
         return {"x": _r(2, 9, 16), "q_weight": _r(16, 16), "q_bias": _r(16), **attention, "stride": 2}
     if op == "linear":
         return {"x": _r(3, 16), "weight": _r(8, 16), "bias": _r(8), "residual": _r(3, 8)}
+    if op == "layer_norm":  # 3 rows of C = 16
+        return {"x": _r(3, 16), "weight": _r(16), "bias": _r(16), "eps": 1e-5}
+    if op == "pool_mixer":  # 2 maps of 3×4, C = 16
+        return {"x": _r(2, 3, 4, 16), "layer_scale": _r(16), "pool_size": 3}
     return {"x": _r(3, 16), "w1": _r(32, 16), "b1": _r(32), "w2": _r(16, 32), "b2": _r(16)}
 
 
@@ -64,6 +68,38 @@ BAD_OP_CALLS = [
     P("mlp", {"w2": _r(16, 5)}, ValueError, "w2", "size 32 in dim 1 (hidden width", "shape (16, 5)", id="mlp-w2"),
     P("mlp", {"w2": _r(8, 32), "b2": _r(8)}, ValueError, "w2", "for the residual add", "shape (8, 32)",
       id="mlp-residual-width"),
+    # layer_norm, pool_mixer
+    P("layer_norm", {"x": torch.tensor(1.0)}, ValueError, "x", "at least 1 dim", "shape ()", id="ln-rank"),
+    P("layer_norm", {"x": _r(3, 0), "weight": None, "bias": None}, ValueError, "x", "at least 1 channel",
+      "shape (3, 0)", id="ln-no-channels"),
+    P("layer_norm", {"weight": _r(7)}, ValueError, "weight", "size 16 in dim 0 (channels of x)", "shape (7,)",
+      id="ln-weight-size"),
+    P("layer_norm", {"bias": _r(1, 16)}, ValueError, "bias", "1-D tensor", "shape (1, 16)", id="ln-bias-rank"),
+    P("layer_norm", {"x": _r(3, 16).long()}, TypeError, "x", "floating tensor", "torch.int64", id="ln-int"),
+    P("layer_norm", {"bias": _r(16, dtype=torch.float16)}, TypeError, "bias", "same dtype as 'x' (torch.float32)",
+      "torch.float16", id="ln-dtype-mix"),
+    P("layer_norm", {"weight": torch.empty(16, device="meta")}, ValueError, "weight", "same device as 'x' (cpu)",
+      "meta", id="ln-device-mix"),
+    P("layer_norm", {"eps": -1e-5}, ValueError, "eps", "finite and >= 0", "-1e-05", id="ln-eps-negative"),
+    P("layer_norm", {"eps": math.nan}, ValueError, "eps", "finite and >= 0", "nan", id="ln-eps-nan"),
+    P("layer_norm", {"eps": torch.tensor(1e-5)}, TypeError, "eps", "a Python float", "Tensor", id="ln-eps-tensor"),
+    P("layer_norm", {"backend": "gpu"}, ValueError, "backend", "'auto', 'reference', 'cpu', 'triton'", "'gpu'",
+      id="ln-backend"),
+    P("pool_mixer", {"x": _r(3, 4, 16)}, ValueError, "x", "4-D tensor (B, H, W, C)", "shape (3, 4, 16)",
+      id="pool-rank"),
+    P("pool_mixer", {"layer_scale": _r(4)}, ValueError, "layer_scale", "size 16 in dim 0 (channels of x)",
+      "shape (4,)", id="pool-ls-size"),
+    P("pool_mixer", {"layer_scale": _r(16, 1)}, ValueError, "layer_scale", "1-D tensor (C,)", "shape (16, 1)",
+      id="pool-ls-rank"),
+    P("pool_mixer", {"pool_size": 4}, ValueError, "pool_size", "an odd int in [1, 129]", "4", id="pool-even"),
+    P("pool_mixer", {"pool_size": 131}, ValueError, "pool_size", "an odd int in [1, 129]", "131", id="pool-huge"),
+    P("pool_mixer", {"pool_size": 0}, ValueError, "pool_size", "positive int", "0", id="pool-zero"),
+    P("pool_mixer", {"pool_size": 3.0}, TypeError, "pool_size", "positive int", "3.0", id="pool-float"),
+    P("pool_mixer", {"layer_scale": _r(16, dtype=torch.float64)}, TypeError, "layer_scale",
+      "same dtype as 'x' (torch.float32)", "torch.float64", id="pool-dtype-mix"),
+    P("pool_mixer", {"layer_scale": torch.empty(16, device="meta")}, ValueError, "layer_scale",
+      "same device as 'x' (cpu)", "meta", id="pool-device-mix"),
+    P("pool_mixer", {"x": [[0.0]]}, TypeError, "x", "torch.Tensor", "list", id="pool-list"),
     # dtype
     P("biased_attention", {"q": _r(2, 2, 9, 8).long()}, TypeError, "q", "floating tensor", "torch.int64",
       id="attn-int"),
@@ -120,7 +156,7 @@ def test_ops_name_argument_expected_and_received(op, change, exc, arg, expected,
     assert expected in message and received in message, message
 
 
-@pytest.mark.parametrize("op", ["biased_attention", "shrink_attention", "linear", "mlp"])
+@pytest.mark.parametrize("op", ["biased_attention", "shrink_attention", "linear", "mlp", "layer_norm", "pool_mixer"])
 def test_the_valid_calls_above_are_valid(op):
     """Each bad call differs from a valid one only in what it breaks."""
     assert getattr(lk, op)(**valid_args(op), backend="reference").dtype == torch.float32

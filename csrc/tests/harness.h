@@ -89,6 +89,27 @@ class Results {
   int passed_ = 0, failed_ = 0;
 };
 
+// NaN/inf inputs: run(isa) (a std::vector<float> output) of every SIMD variant must give the scalar variant's
+// pattern — NaN where NaN, the same ±inf where ±inf — and agree with it on the elements finite in both.
+template <class Run>
+void check_special_values_match_scalar(Results& results, const std::vector<Isa>& isas, const char* what, Run run) {
+  const std::vector<float> scalar = run(Isa::kScalar);
+  for (Isa isa : isas) {
+    if (isa == Isa::kScalar) continue;
+    const std::vector<float> out = run(isa);
+    size_t mismatched = 0;
+    double diff = 0.0;
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (std::isfinite(out[i]) && std::isfinite(scalar[i]))
+        diff = std::max(diff, std::abs(static_cast<double>(out[i]) - scalar[i]));
+      else
+        mismatched += !(std::isnan(out[i]) == std::isnan(scalar[i]) && (std::isnan(out[i]) || out[i] == scalar[i]));
+    }
+    results.check(mismatched == 0 && diff <= kFp32Rtol * 10, "%s %s special values: %zu NaN/inf mismatches, max diff "
+                  "%.3e", isa_name(isa), what, mismatched, diff);
+  }
+}
+
 // 64-byte aligned float buffer (the kernels' workspace contract), filled with NaN so unwritten reads show.
 class AlignedBuffer {
  public:

@@ -1,5 +1,6 @@
 """The eager reference as a backend (``backend="reference"``)."""
-from levit_kernels.reference import biased_attention, linear, mlp, shrink_attention  # noqa: F401
+from levit_kernels.reference import (biased_attention, layer_norm, linear, mlp, pool_mixer,  # noqa: F401
+                                     shrink_attention)
 
 
 def availability():

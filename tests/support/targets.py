@@ -42,6 +42,13 @@ class Target:
         return self.backend == "triton" and self.device == "cpu"
 
 
+def dtypes_of(target: Target) -> list:
+    """fp32 everywhere; fp16 on triton, bf16 too on a GPU (the interpreter's bf16 tl.dot is broken)."""
+    if target.backend != "triton":
+        return [torch.float32]
+    return [torch.float32, torch.float16] + ([] if target.interpreted else [torch.bfloat16])
+
+
 @contextlib.contextmanager
 def use(name: str):
     """Yields the Target ``name`` (skipping the test when it cannot run here)."""

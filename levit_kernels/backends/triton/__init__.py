@@ -1,5 +1,6 @@
 """Triton GPU backend (``backend="triton"``): attention.py (biased_attention), shrink.py (shrink_attention),
-gemm.py (linear, mlp), registered as ``torch.ops.levit_triton.*`` by library.py.
+gemm.py (linear, mlp), norm_pool.py (layer_norm, pool_mixer), registered as ``torch.ops.levit_triton.*`` by
+library.py.
 
 Devices: CUDA tensors; with ``TRITON_INTERPRET=1`` set before the first kernel is built, CPU tensors too, through
 the Triton interpreter (how the test suite checks the kernels without a GPU).
@@ -66,4 +67,14 @@ def linear(x, weight, bias, activation, residual):
     return library.linear(x, weight, bias, activation, residual)
 
 
-__all__ = ["availability", "biased_attention", "shrink_attention", "mlp", "linear"]
+def layer_norm(x, weight, bias, eps):
+    _check_inputs("layer_norm", x)
+    return library.layer_norm(x, weight, bias, eps)
+
+
+def pool_mixer(x, layer_scale, pool_size):
+    _check_inputs("pool_mixer", x)
+    return library.pool_mixer(x, layer_scale, pool_size)
+
+
+__all__ = ["availability", "biased_attention", "shrink_attention", "mlp", "linear", "layer_norm", "pool_mixer"]

@@ -63,3 +63,27 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: Option
 @linear.register_fake
 def _(x, weight, bias, activation, residual):
     return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
+@torch.library.custom_op("levit_triton::layer_norm", mutates_args=())
+def layer_norm(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], eps: float) -> Tensor:
+    from levit_kernels.backends.triton import norm_pool
+
+    return norm_pool.layer_norm(x, weight, bias, eps)
+
+
+@layer_norm.register_fake
+def _(x, weight, bias, eps):
+    return x.new_empty(x.shape)
+
+
+@torch.library.custom_op("levit_triton::pool_mixer", mutates_args=())
+def pool_mixer(x: Tensor, layer_scale: Tensor, pool_size: int) -> Tensor:
+    from levit_kernels.backends.triton import norm_pool
+
+    return norm_pool.pool_mixer(x, layer_scale, pool_size)
+
+
+@pool_mixer.register_fake
+def _(x, layer_scale, pool_size):
+    return x.new_empty(x.shape)

@@ -1,0 +1,103 @@
+"""layer_norm (one program per tile of rows, each row whole in registers) and pool_mixer (EfficientFormer's Meta4D
+token mixer; one program per (image, output row) × tile of W positions × tile of channels).
+
+No tl.dot here, so nothing is autotuned: the tiles are fixed by the shapes. Both compute in fp32 and store in the
+input dtype. pool_mixer sums the P×P window directly from memory (the neighbouring rows' loads hit the cache that
+the neighbouring programs fill); every load is masked, the out-of-map taps included.
+"""
+import triton
+import triton.language as tl
+
+from levit_kernels import _debug
+from levit_kernels.backends.triton import _runtime
+
+_runtime.freeze_kernel_mode()
+
+# Floats per layer_norm tile (rows × the row width padded to a power of two): 16 rows of 256, 4 of 1024.
+_LN_TILE = 4096
+# pool_mixer tile: W positions × channels.
+_POOL_BLOCK_W, _POOL_BLOCK_C = 16, 64
+
+
+@triton.jit
+def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, M, C, sx_m, sx_c, sw, sb, so_m, eps,
+                       HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr,
+                       BLOCK_C: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_C)
+    col_ok = cols < C
+    ok = (rows < M)[:, None] & col_ok[None, :]
+    x = tl.load(x_ptr + rows.to(tl.int64)[:, None] * sx_m + cols[None, :] * sx_c, mask=ok, other=0.0)
+    x = x.to(tl.float32)
+    mean = tl.sum(x, axis=1) / C
+    d = tl.where(ok, x - mean[:, None], 0.0)  # two-pass variance: the padding columns must not count
+    rstd = 1.0 / tl.sqrt(tl.sum(d * d, axis=1) / C + eps)
+    y = d * rstd[:, None]
+    if HAS_WEIGHT:
+        y = y * tl.load(w_ptr + cols * sw, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    if HAS_BIAS:
+        y = y + tl.load(b_ptr + cols * sb, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    tl.store(out_ptr + rows.to(tl.int64)[:, None] * so_m + cols[None, :], y.to(out_ptr.dtype.element_ty), mask=ok)
+
+
+def layer_norm(x, weight, bias, eps):
+    c = x.shape[-1]
+    out = _debug.new_output(x.shape, x)
+    if out.numel() == 0:
+        return out
+    x2, out2 = x.reshape(-1, c), out.view(-1, c)
+    m = x2.shape[0]
+    block_c = _runtime.block(c, 1)
+    block_m = max(1, min(16, _LN_TILE // block_c))
+    _layer_norm_kernel[(triton.cdiv(m, block_m),)](
+        x2, weight if weight is not None else x2, bias if bias is not None else x2, out2, m, c, *x2.stride(),
+        weight.stride(0) if weight is not None else 0, bias.stride(0) if bias is not None else 0, out2.stride(0),
+        eps, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BLOCK_M=block_m, BLOCK_C=block_c)
+    return out
+
+
+@triton.jit
+def _pool_mixer_kernel(x_ptr, ls_ptr, out_ptr, H, W, C, sx_b, sx_h, sx_w, sx_c, sls, so_b, so_h, so_w,
+                       POOL: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
+    RADIUS: tl.constexpr = POOL // 2
+    bh = tl.program_id(0)
+    b, h = bh // H, bh % H
+    ws = tl.program_id(1) * BLOCK_W + tl.arange(0, BLOCK_W)
+    cs = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    w_ok, c_ok = ws < W, cs < C
+    image = x_ptr + b.to(tl.int64) * sx_b
+    channel = cs[None, :] * sx_c
+    acc = tl.zeros((BLOCK_W, BLOCK_C), dtype=tl.float32)
+    for dy in range(POOL):
+        # The input row as a vector over the tile: the interpreter turns a scalar bool & a vector bool into an int32
+        # mask, which tl.load then refuses.
+        y = h + dy - RADIUS + tl.zeros((BLOCK_W,), dtype=tl.int32)
+        row_ok = (y >= 0) & (y < H)
+        row = image + y.to(tl.int64) * sx_h
+        for dx in range(POOL):
+            wx = ws + dx - RADIUS
+            ok = (row_ok & (wx >= 0) & (wx < W))[:, None] & c_ok[None, :]
+            acc += tl.load(row[:, None] + wx.to(tl.int64)[:, None] * sx_w + channel, mask=ok, other=0.0).to(tl.float32)
+    # count_include_pad=False: the window's in-map points.
+    rows_in = tl.minimum(h + RADIUS, H - 1) - tl.maximum(h - RADIUS, 0) + 1
+    cols_in = tl.minimum(ws + RADIUS, W - 1) - tl.maximum(ws - RADIUS, 0) + 1
+    avg = acc / (rows_in * cols_in).to(tl.float32)[:, None]
+    ok = w_ok[:, None] & c_ok[None, :]
+    xc = tl.load(image + h.to(tl.int64) * sx_h + ws.to(tl.int64)[:, None] * sx_w + channel, mask=ok, other=0.0)
+    xc = xc.to(tl.float32)
+    ls = tl.load(ls_ptr + cs * sls, mask=c_ok, other=0.0).to(tl.float32)[None, :]
+    out = xc + ls * (avg - xc)
+    dst = out_ptr + b.to(tl.int64) * so_b + h.to(tl.int64) * so_h + ws.to(tl.int64)[:, None] * so_w + cs[None, :]
+    tl.store(dst, out.to(out_ptr.dtype.element_ty), mask=ok)
+
+
+def pool_mixer(x, layer_scale, pool_size):
+    b, h, w, c = x.shape
+    out = _debug.new_output(x.shape, x)
+    if out.numel() == 0:
+        return out
+    block_w, block_c = min(_POOL_BLOCK_W, _runtime.block(w, 1)), min(_POOL_BLOCK_C, _runtime.block(c, 1))
+    grid = (b * h, triton.cdiv(w, block_w), triton.cdiv(c, block_c))
+    _pool_mixer_kernel[grid](x, layer_scale, out, h, w, c, *x.stride(), layer_scale.stride(0), *out.stride()[:3],
+                             POOL=pool_size, BLOCK_W=block_w, BLOCK_C=block_c)
+    return out
