@@ -7,6 +7,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from levit_kernels.reference import ACTIVATIONS
+
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
@@ -56,8 +58,8 @@ def scale(op: str, value, key_dim: int) -> float:
     return float(value)
 
 
-def activation(op: str, value, allowed=(None, "hardswish")):
-    if value not in allowed:
+def activation(op: str, value, allowed=ACTIVATIONS):
+    if not (value is None or isinstance(value, str)) or value not in allowed:
         fail(op, "activation", f"one of {allowed}", repr(value))
     return value
 

@@ -136,8 +136,10 @@ BAD_OP_CALLS = [
     P("biased_attention", {"scale": torch.tensor(0.3)}, TypeError, "scale", "Python float or None", "Tensor",
       id="attn-scale-tensor"),
     # flags, backend, non-tensors
-    P("linear", {"activation": "relu"}, ValueError, "activation", "(None, 'hardswish')", "'relu'",
+    P("linear", {"activation": "silu"}, ValueError, "activation", "(None, 'hardswish', 'gelu', 'relu')", "'silu'",
       id="linear-activation"),
+    P("biased_attention", {"activation": "GELU"}, ValueError, "activation", "(None, 'hardswish', 'gelu', 'relu')",
+      "'GELU'", id="attn-activation-case"),
     P("mlp", {"residual": 1}, TypeError, "residual", "a bool", "int", id="mlp-residual-int"),
     P("biased_attention", {"backend": "gpu"}, ValueError, "backend", "'auto', 'reference', 'cpu', 'triton'",
       "'gpu'", id="attn-backend"),

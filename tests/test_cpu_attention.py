@@ -1,5 +1,6 @@
 """backend="cpu" biased_attention and shrink_attention (csrc/attention) against the float64 eager reference, under
-every ISA variant this CPU runs, at every LeViT variant's shapes and at odd shapes, with outputs poisoned."""
+every ISA variant this CPU runs, with every activation, at every LeViT variant's shapes, EfficientFormer's and odd
+shapes, with outputs poisoned."""
 from __future__ import annotations
 
 import math
@@ -15,6 +16,7 @@ from levit_kernels.bench.timing import torch_threads
 from levit_kernels.backends.cpu._loader import ISAS
 
 pytestmark = pytest.mark.skipif(not cpu.availability()[0], reason=f"CPU backend: {cpu.availability()[1]}")
+ACTIVATIONS = reference.ACTIVATIONS
 
 def levit_shapes(kind):
     """Distinct (heads, R, D, Dv, C_in) of every stage ("attention") or shrink attention of the five variants,
@@ -99,20 +101,31 @@ def check_shrink(inputs, r, s, activation):
     check("shrink_attention", inputs, r, s, activation)
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("h, r, d, dv, c", levit_shapes("attention"))
-def test_biased_attention_levit_shapes(isa, gen, h, r, d, dv, c):
-    check_biased(attention_inputs(gen, 2, h, r, 1, d, dv, "packed"), r, 1, "hardswish")
+def test_biased_attention_levit_shapes(isa, gen, h, r, d, dv, c, activation):
+    check_biased(attention_inputs(gen, 2, h, r, 1, d, dv, "packed"), r, 1, activation)
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("h, r, d, dv, c", levit_shapes("shrink"))
-def test_shrink_attention_levit_shapes(isa, gen, h, r, d, dv, c):
+def test_shrink_attention_levit_shapes(isa, gen, h, r, d, dv, c, activation):
     s = SHRINK_STRIDE
-    check_shrink(shrink_inputs(gen, 2, h, r, s, d, dv, c, "strided"), r, s, "hardswish")
+    check_shrink(shrink_inputs(gen, 2, h, r, s, d, dv, c, "strided"), r, s, activation)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("layout", ["packed", "contiguous"])
+def test_biased_attention_efficientformer_shape(isa, gen, layout, activation):
+    """EfficientFormer's Meta3D attention (efficientformer-facts): 8 heads, key dim 32, value dim 128, 7² tokens."""
+    check_biased(attention_inputs(gen, 2, 8, 7, 1, 32, 128, layout), 7, 1, activation)
 
 
 ODD = [  # (batch, heads, D, Dv, activation): D = 8 and 64, Dv not a multiple of 16 (nor of 8), batch 1 and 7
     (1, 2, 8, 20, "hardswish"),
     (7, 3, 64, 9, None),
+    (1, 2, 8, 20, "gelu"),
+    (2, 3, 64, 9, "relu"),
 ]
 
 
@@ -166,11 +179,12 @@ def special_value_inputs(gen):
     return q, k, v, ab
 
 
-def test_nan_inf_pattern_matches_reference(isa, gen):
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_nan_inf_pattern_matches_reference(isa, gen, activation):
     inputs = special_value_inputs(gen)
     with _debug.poisoned_outputs():
-        out = ops.biased_attention(*inputs, 5, 1, activation="hardswish", backend="cpu")
-    ref = reference.biased_attention(*f64(inputs), 5, 1, activation="hardswish")
+        out = ops.biased_attention(*inputs, 5, 1, activation=activation, backend="cpu")
+    ref = reference.biased_attention(*f64(inputs), 5, 1, activation=activation)
     assert torch.equal(out.isnan(), ref.isnan()), "NaN pattern differs from the reference"
     assert torch.equal(out.isinf(), ref.isinf()) and torch.equal(out[out.isinf()], ref[ref.isinf()].float())
     finite = ref.isfinite()
@@ -209,20 +223,23 @@ def test_custom_op_checks_its_arguments(gen):
     q, k, v, ab = attention_inputs(gen, 1, 2, 3, 1, 8, 8, "contiguous")
     op = torch.ops.levit_kernels.biased_attention
     with pytest.raises(RuntimeError, match="'q' must be float32, got Double"):
-        op(q.double(), k, v, ab, 3, 1, 0.3, False)
+        op(q.double(), k, v, ab, 3, 1, 0.3, None)
     with pytest.raises(RuntimeError, match=r"'k' must have size 16 in dim 2 \(keys = resolution²\), got shape \[1, 2"):
-        op(q, k, v, ab, 4, 1, 0.3, False)
+        op(q, k, v, ab, 4, 1, 0.3, None)
     with pytest.raises(RuntimeError, match="'attention_biases' must have size 2 in dim 0"):
-        op(q, k, v, ab[:1], 3, 1, 0.3, False)
+        op(q, k, v, ab[:1], 3, 1, 0.3, None)
+    with pytest.raises(ValueError,
+                       match="argument 'activation' must be None, 'hardswish', 'gelu' or 'relu', got 'tanh'"):
+        op(q, k, v, ab, 3, 1, 0.3, "tanh")
     x, wq, bq, k, v, ab = shrink_inputs(gen, 1, 2, 3, 2, 8, 8, 5)
     with pytest.raises(RuntimeError, match="'q_weight' must have size 5 in dim 1"):
-        torch.ops.levit_kernels.shrink_attention(x, wq[:, :4], bq, k, v, ab, 3, 2, 0.3, False)
+        torch.ops.levit_kernels.shrink_attention(x, wq[:, :4], bq, k, v, ab, 3, 2, 0.3, None)
 
 
 def test_opcheck(gen):
-    args = (*attention_inputs(gen, 2, 3, 4, 1, 8, 12, "packed"), 4, 1, 0.35, True)
+    args = (*attention_inputs(gen, 2, 3, 4, 1, 8, 12, "packed"), 4, 1, 0.35, "hardswish")
     torch.library.opcheck(torch.ops.levit_kernels.biased_attention.default, args)
-    args = (*shrink_inputs(gen, 2, 3, 5, 2, 8, 12, 7, "strided"), 5, 2, 0.35, False)
+    args = (*shrink_inputs(gen, 2, 3, 5, 2, 8, 12, 7, "strided"), 5, 2, 0.35, "gelu")
     torch.library.opcheck(torch.ops.levit_kernels.shrink_attention.default, args)
 
 

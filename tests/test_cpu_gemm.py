@@ -39,6 +39,10 @@ def _levit_shapes():
 
 
 LEVIT_LINEARS, LEVIT_MLPS = _levit_shapes()
+# EfficientFormer's MLPs at batch 1 (efficientformer-facts): (tokens, C, hidden = 4C) of its four stages (L1 widths;
+# L3/L7 widen the same 56²/28²/14²/7² grids).
+EFFICIENTFORMER_MLPS = [(56 * 56, 48, 192), (28 * 28, 96, 384), (14 * 14, 224, 896), (7 * 7, 448, 1792)]
+ACTIVATIONS = reference.ACTIVATIONS
 # The portable variant is ~100x slower; its row loop is the same code, so fewer rows (still several row tiles
 # and a remainder) keep the suite quick.
 SCALAR_MAX_TOKENS = 13
@@ -89,16 +93,31 @@ def test_linear_levit_shapes(isa, gen, tokens, c_in, c_out):
     w, b = _weights(gen, c_out, c_in)
     res = torch.randn(x.shape[:-1] + (c_out,), generator=gen)
     _check_linear(x, w, b, None, None, f"linear {c_in}->{c_out}")
-    _check_linear(x, w, b, "hardswish", res, f"linear {c_in}->{c_out} + hardswish + residual")
+    for act in ACTIVATIONS:
+        _check_linear(x, w, b, act, res, f"linear {c_in}->{c_out} + {act} + residual")
 
 
-@pytest.mark.parametrize("tokens,c,hidden", LEVIT_MLPS)
-def test_mlp_levit_shapes(isa, gen, tokens, c, hidden):
+@pytest.mark.parametrize("tokens,c,hidden", LEVIT_MLPS + EFFICIENTFORMER_MLPS)
+def test_mlp_model_shapes(isa, gen, tokens, c, hidden):
     x = torch.randn(1, _tokens(isa, tokens), c, generator=gen)
-    _check_mlp(x, *_weights(gen, hidden, c), *_weights(gen, c, hidden), "hardswish", True, f"mlp C={c}")
+    w1, b1 = _weights(gen, hidden, c)
+    w2, b2 = _weights(gen, c, hidden)
+    for act in ACTIVATIONS:
+        _check_mlp(x, w1, b1, w2, b2, act, True, f"mlp C={c} hidden={hidden} act={act}")
 
 
-EPILOGUES = [(bias, act, res) for bias in (True, False) for act in (None, "hardswish") for res in (False, True)]
+@pytest.mark.parametrize("tokens,c,hidden", EFFICIENTFORMER_MLPS)
+def test_linear_efficientformer_shapes(isa, gen, tokens, c, hidden):
+    """Each MLP GEMM alone: fc1 with its GELU, fc2 with the residual."""
+    x = torch.randn(1, _tokens(isa, tokens), c, generator=gen)
+    w1, b1 = _weights(gen, hidden, c)
+    w2, b2 = _weights(gen, c, hidden)
+    for act in ACTIVATIONS:
+        hidden_x = _check_linear(x, w1, b1, act, None, f"fc1 {c}->{hidden} + {act}")
+    _check_linear(hidden_x, w2, b2, None, x, f"fc2 {hidden}->{c} + residual")
+
+
+EPILOGUES = [(bias, act, res) for bias in (True, False) for act in ACTIVATIONS for res in (False, True)]
 
 
 @pytest.mark.parametrize("lead", [(1,), (7,), (197,), (2, 7), (0,)], ids=str)
@@ -120,7 +139,7 @@ def test_mlp_odd_shapes(isa, gen, lead, c, hidden, c_out):
     x = torch.randn(*lead, c, generator=gen)
     w1, b1 = _weights(gen, hidden, c)
     w2, b2 = _weights(gen, c_out, hidden)
-    for act in (None, "hardswish"):
+    for act in ACTIVATIONS:
         for residual in ((False, True) if c_out == c else (False,)):
             _check_mlp(x, w1, b1, w2, b2, act, residual, f"mlp {lead}x{c}->{hidden}->{c_out} act={act} res={residual}")
 
@@ -350,8 +369,9 @@ def test_custom_op_checks_its_arguments(gen):
         ops.linear(x, w.double(), b, None, None)
     with pytest.raises(ValueError, match=r"argument 'weight' must be of size 24 in dim 1 \(channels of x\)"):
         ops.linear(x, w[:, :5], b, None, None)
-    with pytest.raises(ValueError, match="argument 'activation' must be None or 'hardswish', got 'relu'"):
-        ops.linear(x, w, b, "relu", None)
+    with pytest.raises(ValueError,
+                       match="argument 'activation' must be None, 'hardswish', 'gelu' or 'relu', got 'silu'"):
+        ops.linear(x, w, b, "silu", None)
     with pytest.raises(ValueError, match="argument 'residual' must be of the output's shape"):
         ops.linear(x, w, b, None, x)
     with pytest.raises(ValueError, match=r"argument 'b2' must be of size 24 in dim 0 \(output width = channels"):

@@ -49,12 +49,15 @@ ATTENTION_CASES = [
     (3, 2, 1, 1, 8, 16, False, "hardswish"),   # R=1, D=8 (padded to the 16 tl.dot needs on GPU)
     (3, 1, 3, 1, 8, 24, True, None),           # R=3, Dv not a power of two
     (1, 2, 5, 2, 16, 20, True, "hardswish"),   # R=5 stride 2, odd Dv
+    (2, 8, 7, 1, 32, 128, False, "gelu"),      # EfficientFormer's Meta3D attention (8 heads, D=32, Dv=128, N=49)
+    (1, 2, 5, 1, 16, 20, True, "relu"),        # R=5, odd Dv
+    (3, 1, 3, 1, 8, 24, False, "gelu"),        # R=3, Dv not a power of two
 ]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", ATTENTION_CASES, ids=lambda c: "B{}H{}R{}s{}D{}Dv{}{}{}".format(
-    *c[:6], "-packed" if c[6] else "", "-hswish" if c[7] else ""))
+    *c[:6], "-packed" if c[6] else "", f"-{c[7]}" if c[7] else ""))
 def test_biased_attention(case, dtype, gen):
     b, h, r, stride, d, dv, packed, activation = case
     q, k, v, biases = cases.attention_inputs(gen, b, h, r, stride, d, dv, dtype, DEVICE, packed)
@@ -71,12 +74,14 @@ SHRINK_CASES = [
     (3, 2, 5, 2, 20, 8, 24, True, "hardswish"),    # odd: R=5, D=8, C and Dv not powers of two
     (2, 1, 6, 3, 24, 16, 20, False, None),         # stride 3
     (1, 2, 1, 2, 16, 16, 16, False, "hardswish"),  # R=1
+    (3, 2, 5, 2, 20, 8, 24, True, "gelu"),         # the odd case with GELU
+    (2, 1, 6, 3, 24, 16, 20, False, "relu"),       # stride 3 with ReLU
 ]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", SHRINK_CASES, ids=lambda c: "B{}H{}R{}s{}C{}D{}Dv{}{}{}".format(
-    *c[:7], "-packed" if c[7] else "", "-hswish" if c[8] else ""))
+    *c[:7], "-packed" if c[7] else "", f"-{c[8]}" if c[8] else ""))
 def test_shrink_attention(case, dtype, gen):
     b, h, r, stride, c, d, dv, packed, activation = case
     x, q_weight, q_bias, k, v, biases = cases.shrink_inputs(gen, b, h, r, stride, c, d, dv, dtype, DEVICE, packed)
@@ -94,12 +99,15 @@ LINEAR_CASES = [
     ((3, 5), 33, 70, False, "hardswish", True),    # no bias
     ((17,), 16, 8, False, None, False),            # plain GEMM, output narrower than a tile
     ((), 24, 20, True, "hardswish", True),         # a single 1-D token
+    ((2, 49), 48, 192, True, "gelu", False),       # EfficientFormer-L1 stage-1 fc1 (C=48 → 4C), 49 tokens
+    ((3, 5), 33, 70, False, "gelu", True),         # odd widths, GELU, residual
+    ((2, 7), 40, 24, True, "relu", True),          # odd widths, ReLU, residual
 ]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", LINEAR_CASES, ids=lambda c: "x{}C{}N{}{}{}{}".format(
-    list(c[0]), c[1], c[2], "-bias" if c[3] else "", "-hswish" if c[4] else "", "-res" if c[5] else ""))
+    list(c[0]), c[1], c[2], "-bias" if c[3] else "", f"-{c[4]}" if c[4] else "", "-res" if c[5] else ""))
 def test_linear(case, dtype, gen):
     lead, c, n, has_bias, activation, has_res = case
     x, weight, bias, residual = cases.linear_inputs(gen, lead, c, n, dtype, DEVICE, has_bias, has_res)
@@ -114,12 +122,15 @@ MLP_CASES = [
     ((3, 7), 40, 80, 40, "hardswish", True),    # odd width: partial K chunks, two output tiles
     ((5,), 24, 36, 24, None, False),            # no activation, no residual
     ((2, 3), 16, 48, 20, "hardswish", False),   # C_out ≠ C (no residual possible)
+    ((49,), 48, 192, 48, "gelu", True),         # EfficientFormer-L1 stage-1 MLP (C → 4C → C, GELU), 49 tokens
+    ((3, 7), 40, 80, 40, "gelu", True),         # odd width with GELU
+    ((2, 3), 16, 48, 20, "relu", False),        # ReLU, C_out ≠ C
 ]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", MLP_CASES, ids=lambda c: "x{}C{}H{}N{}{}{}".format(
-    list(c[0]), *c[1:4], "-hswish" if c[4] else "", "-res" if c[5] else ""))
+    list(c[0]), *c[1:4], f"-{c[4]}" if c[4] else "", "-res" if c[5] else ""))
 def test_mlp(case, dtype, gen):
     lead, c, hidden, c_out, activation, residual = case
     x, w1, b1, w2, b2 = cases.mlp_inputs(gen, lead, c, hidden, c_out, dtype, DEVICE)

@@ -13,6 +13,7 @@
 #pragma once
 #include "attention/attention_kernel.h"
 #include "common/kernel_prelude.h"
+#include "simd/activations.h"
 #include "simd/exp.h"
 
 namespace levit::attention {
@@ -106,12 +107,6 @@ inline void store_lanes(float* p, V v, int n) {
     V::store(p, v);
   else if (n > 0)
     V::store_partial(p, v, n);
-}
-
-template <class V>
-inline V hardswish(V y) {  // y·clamp(y + 3, 0, 6)/6, as torch: NaN and -inf give NaN
-  const V gate = V::min(V::max(y + V::set1(3.0f), V::zero()), V::set1(6.0f));
-  return y * gate * V::set1(1.0f / 6.0f);
 }
 
 // Thread-private buffers, carved from the workspace by the plan's offsets.
@@ -324,7 +319,7 @@ void attend_tile(const Problem& p, const Plan& plan, const Buffers<V>& buf, int 
       float* o = out + (r0 + r) * out_ld + col;
       for (int c = 0; c < vecs_of(acc); ++c) {
         const V y = acc[r][c] * row_scale;
-        store_lanes(o + c * W, p.hardswish ? hardswish(y) : y, cols - c * W);
+        store_lanes(o + c * W, simd::apply(p.activation, y), cols - c * W);
       }
     }
   });

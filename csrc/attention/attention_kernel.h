@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/activation.h"
+
 namespace levit::attention {
 
 // A strided (B, H, N, C) fp32 view, strides in elements. Read in place: views into a packed qkv tensor work.
@@ -28,7 +30,7 @@ struct Problem {
   int resolution = 0;   // R: keys on the R×R grid
   int stride = 1;       // s: queries on every s-th point of it
   float scale = 1.0f;
-  bool hardswish = false;
+  Activation activation = Activation::kNone;
   View4 q, k, v;        // (B, H, Nq, D), (B, H, Nk, D), (B, H, Nk, Dv)
   const float* bias = nullptr;  // (H, R²)
   int64_t bias_stride[2] = {0, 0};

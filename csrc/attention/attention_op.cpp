@@ -7,8 +7,11 @@
 #include <cstdlib>
 #include <limits>
 #include <memory>
+#include <optional>
+#include <string_view>
 
 #include "attention/attention_kernel.h"
+#include "common/activation_arg.h"
 #include "common/isa.h"
 #include "common/output.h"
 
@@ -70,7 +73,7 @@ void set_view(View4& view, const at::Tensor& t) {
 
 // Checks k, v, the bias table and the grid; fills everything of `p` but the queries and the output.
 Problem key_value_problem(const char* op, const at::Tensor& k, const at::Tensor& v, const at::Tensor& biases,
-                          int64_t resolution, int64_t stride, double scale, bool hardswish) {
+                          int64_t resolution, int64_t stride, double scale, Activation act) {
   check_float_cpu(op, "k", k, 4);
   check_float_cpu(op, "v", v, 4);
   check_float_cpu(op, "attention_biases", biases, 2);
@@ -93,7 +96,7 @@ Problem key_value_problem(const char* op, const at::Tensor& k, const at::Tensor&
   p.resolution = static_cast<int>(resolution);
   p.stride = static_cast<int>(std::min<int64_t>(stride, resolution));  // same grid beyond R: only the origin
   p.scale = static_cast<float>(scale);
-  p.hardswish = hardswish;
+  p.activation = act;
   set_view(p.k, k);
   set_view(p.v, v);
   p.bias = biases.data_ptr<float>();
@@ -116,9 +119,10 @@ at::Tensor run(Problem& p, const at::TensorOptions& options) {
 
 at::Tensor biased_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const at::Tensor& attention_biases, int64_t resolution, int64_t stride, double scale,
-                            bool hardswish) {
+                            std::optional<std::string_view> activation) {
   const char* op = "levit_kernels::biased_attention";
-  Problem p = key_value_problem(op, k, v, attention_biases, resolution, stride, scale, hardswish);
+  Problem p = key_value_problem(op, k, v, attention_biases, resolution, stride, scale,
+                                parse_activation(op, activation));
   check_float_cpu(op, "q", q, 4);
   check_size(op, "q", q, 0, p.batch, "batch, as k");
   check_size(op, "q", q, 1, p.heads, "heads, as k");
@@ -130,9 +134,11 @@ at::Tensor biased_attention(const at::Tensor& q, const at::Tensor& k, const at::
 
 at::Tensor shrink_attention(const at::Tensor& x, const at::Tensor& q_weight, const at::Tensor& q_bias,
                             const at::Tensor& k, const at::Tensor& v, const at::Tensor& attention_biases,
-                            int64_t resolution, int64_t stride, double scale, bool hardswish) {
+                            int64_t resolution, int64_t stride, double scale,
+                            std::optional<std::string_view> activation) {
   const char* op = "levit_kernels::shrink_attention";
-  Problem p = key_value_problem(op, k, v, attention_biases, resolution, stride, scale, hardswish);
+  Problem p = key_value_problem(op, k, v, attention_biases, resolution, stride, scale,
+                                parse_activation(op, activation));
   check_float_cpu(op, "x", x, 3);
   check_float_cpu(op, "q_weight", q_weight, 2);
   check_float_cpu(op, "q_bias", q_bias, 1);
@@ -158,9 +164,9 @@ at::Tensor shrink_attention(const at::Tensor& x, const at::Tensor& q_weight, con
 
 TORCH_LIBRARY_FRAGMENT(levit_kernels, m) {
   m.def("biased_attention(Tensor q, Tensor k, Tensor v, Tensor attention_biases, int resolution, int stride, "
-        "float scale, bool hardswish) -> Tensor");
+        "float scale, str? activation) -> Tensor");
   m.def("shrink_attention(Tensor x, Tensor q_weight, Tensor q_bias, Tensor k, Tensor v, Tensor attention_biases, "
-        "int resolution, int stride, float scale, bool hardswish) -> Tensor");
+        "int resolution, int stride, float scale, str? activation) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(levit_kernels, CPU, m) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <string_view>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>

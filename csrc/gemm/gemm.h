@@ -8,11 +8,10 @@
 #pragma once
 #include <cstdint>
 
+#include "common/activation.h"
 #include "common/isa.h"
 
 namespace levit::gemm {
-
-enum class Activation : int { kNone = 0, kHardswish = 1 };
 
 // Register tile of an ISA's micro-kernel (mr rows × nr columns of accumulators) and its largest K block. Partial
 // sums leave the registers once per K block, so blocks are long: on Zen 3 streaming the weight panel from L2 keeps

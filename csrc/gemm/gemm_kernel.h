@@ -5,15 +5,10 @@
 #pragma once
 #include "common/kernel_prelude.h"
 #include "gemm/gemm.h"
+#include "simd/activations.h"
 
 namespace levit::gemm {
 namespace {
-
-template <class V>
-inline V hardswish(V x) {  // x · relu6(x + 3) / 6
-  const V gate = V::min(V::max(x + V::set1(3.0f), V::zero()), V::set1(6.0f));
-  return x * gate * V::set1(1.0f / 6.0f);
-}
 
 // First `count` lanes from p (count may be ≤ 0: nothing is read).
 template <class V>
@@ -36,6 +31,26 @@ struct Epilogue {
   int64_t ldr;
   Activation act;
 };
+
+// acc = f(acc) on every register of the tile.
+template <class V, int R, int NV, class F>
+inline void each_register(V (&acc)[R][NV], F f) {
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = f(acc[r][v]);
+}
+
+// The activation on the register tile: one switch per tile, straight-line code per activation inside.
+template <class V, int R, int NV>
+inline void activate(V (&acc)[R][NV], Activation act) {
+  switch (act) {
+    case Activation::kHardswish: return each_register(acc, simd::hardswish<V>);
+    case Activation::kGelu: return each_register(acc, simd::gelu<V>);
+    case Activation::kRelu: return each_register(acc, simd::relu<V>);
+    default: return;
+  }
+}
 
 struct Tile {
   const float* a;  // R rows of x, this K block
@@ -92,12 +107,7 @@ void micro_tile(const Tile& t) {
         for (int r = 0; r < R; ++r) acc[r][v] = acc[r][v] + bias;
       }
     }
-    if (e->act == Activation::kHardswish) {
-#pragma GCC unroll 16
-      for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[r][v] = hardswish(acc[r][v]);
-    }
+    activate(acc, e->act);
     if (e->residual != nullptr) {
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r)

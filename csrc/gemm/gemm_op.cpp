@@ -9,6 +9,7 @@
 #include <optional>
 #include <string_view>
 
+#include "common/activation_arg.h"
 #include "common/isa.h"
 #include "common/output.h"
 #include "gemm/gemm.h"
@@ -24,13 +25,6 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t balanced_tile_rows(int64_t m, int64_t target, int64_t mr, int64_t threads) {
   const int64_t tiles = ceil_div(ceil_div(m, target), threads) * threads;
   return ceil_div(ceil_div(m, tiles), mr) * mr;
-}
-
-Activation parse_activation(const char* op, const std::optional<std::string_view>& name) {
-  if (!name.has_value()) return Activation::kNone;
-  TORCH_CHECK_VALUE(*name == "hardswish", op, ": argument 'activation' must be None or 'hardswish', got '", *name,
-                    "'");
-  return Activation::kHardswish;
 }
 
 void check_operand(const char* op, const char* arg, const at::Tensor& t, int64_t dim) {

@@ -19,6 +19,7 @@ struct VecAvx512 {
   static VecAvx512 fma(VecAvx512 a, VecAvx512 b, VecAvx512 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
   static VecAvx512 max(VecAvx512 a, VecAvx512 b) { return {_mm512_max_ps(a.v, b.v)}; }
   static VecAvx512 min(VecAvx512 a, VecAvx512 b) { return {_mm512_min_ps(a.v, b.v)}; }
+  static VecAvx512 abs(VecAvx512 a) { return {_mm512_abs_ps(a.v)}; }
   static float reduce_add(VecAvx512 a) { return _mm512_reduce_add_ps(a.v); }
   static float reduce_max(VecAvx512 a) { return _mm512_reduce_max_ps(a.v); }
   static VecAvx512 round(VecAvx512 a) {
@@ -35,5 +36,6 @@ struct VecAvx512 {
 inline VecAvx512 operator+(VecAvx512 a, VecAvx512 b) { return {_mm512_add_ps(a.v, b.v)}; }
 inline VecAvx512 operator-(VecAvx512 a, VecAvx512 b) { return {_mm512_sub_ps(a.v, b.v)}; }
 inline VecAvx512 operator*(VecAvx512 a, VecAvx512 b) { return {_mm512_mul_ps(a.v, b.v)}; }
+inline VecAvx512 operator/(VecAvx512 a, VecAvx512 b) { return {_mm512_div_ps(a.v, b.v)}; }
 
 }  // namespace levit::simd

@@ -26,10 +26,12 @@ struct VecNeon {
   friend VecNeon operator+(VecNeon a, VecNeon b) { return {vaddq_f32(a.v, b.v)}; }
   friend VecNeon operator-(VecNeon a, VecNeon b) { return {vsubq_f32(a.v, b.v)}; }
   friend VecNeon operator*(VecNeon a, VecNeon b) { return {vmulq_f32(a.v, b.v)}; }
+  friend VecNeon operator/(VecNeon a, VecNeon b) { return {vdivq_f32(a.v, b.v)}; }
   static VecNeon fma(VecNeon a, VecNeon b, VecNeon c) { return {vfmaq_f32(c.v, a.v, b.v)}; }
   // x86 semantics (NaN in either operand gives b), so the kernels behave the same on every ISA.
   static VecNeon max(VecNeon a, VecNeon b) { return {vbslq_f32(vcgtq_f32(a.v, b.v), a.v, b.v)}; }
   static VecNeon min(VecNeon a, VecNeon b) { return {vbslq_f32(vcltq_f32(a.v, b.v), a.v, b.v)}; }
+  static VecNeon abs(VecNeon a) { return {vabsq_f32(a.v)}; }
   static float reduce_add(VecNeon a) { return vaddvq_f32(a.v); }
   static float reduce_max(VecNeon a) { return vmaxvq_f32(a.v); }
   static VecNeon round(VecNeon a) { return {vrndnq_f32(a.v)}; }

@@ -20,9 +20,11 @@ struct VecScalar {
   friend VecScalar operator+(VecScalar a, VecScalar b) { return {a.v + b.v}; }
   friend VecScalar operator-(VecScalar a, VecScalar b) { return {a.v - b.v}; }
   friend VecScalar operator*(VecScalar a, VecScalar b) { return {a.v * b.v}; }
+  friend VecScalar operator/(VecScalar a, VecScalar b) { return {a.v / b.v}; }
   static VecScalar fma(VecScalar a, VecScalar b, VecScalar c) { return {std::fma(a.v, b.v, c.v)}; }
   static VecScalar max(VecScalar a, VecScalar b) { return {a.v > b.v ? a.v : b.v}; }
   static VecScalar min(VecScalar a, VecScalar b) { return {a.v < b.v ? a.v : b.v}; }
+  static VecScalar abs(VecScalar a) { return {std::fabs(a.v)}; }
   static float reduce_add(VecScalar a) { return a.v; }
   static float reduce_max(VecScalar a) { return a.v; }
   static VecScalar round(VecScalar a) { return {std::nearbyint(a.v)}; }

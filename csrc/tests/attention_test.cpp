@@ -40,7 +40,7 @@ const char* layout_name(Layout l) {
 struct Shape {
   int batch, heads, resolution, stride, key_dim, value_dim;
   int channels = 0;  // > 0: shrink_attention with C input channels
-  bool hardswish = false;
+  Activation act = Activation::kNone;
 };
 
 // One test problem: the buffers behind the views and the kernel's Problem pointing into them.
@@ -52,7 +52,7 @@ struct Case {
 
   Case(const Shape& s, Layout layout, Rng& rng) : shape(s), layout(layout) {
     p.batch = s.batch, p.heads = s.heads, p.key_dim = s.key_dim, p.value_dim = s.value_dim;
-    p.resolution = s.resolution, p.stride = s.stride, p.hardswish = s.hardswish;
+    p.resolution = s.resolution, p.stride = s.stride, p.activation = s.act;
     p.scale = 1.0f / std::sqrt(static_cast<float>(s.key_dim));
     const int64_t B = s.batch, H = s.heads, D = s.key_dim, Dv = s.value_dim, nk = p.num_keys(),
                   nq = p.num_queries();
@@ -140,8 +140,7 @@ struct Case {
           for (int c = 0; c < p.value_dim; ++c) {
             double o = 0.0;
             for (int j = 0; j < nk; ++j) o += w[j] / sum * p.v.row(b, h, j)[c * p.v.stride[3]];
-            if (p.hardswish) o = o * std::min(std::max(o + 3.0, 0.0), 6.0) / 6.0;
-            out[((static_cast<size_t>(b) * nq + i) * p.heads + h) * p.value_dim + c] = o;
+            out[((static_cast<size_t>(b) * nq + i) * p.heads + h) * p.value_dim + c] = activation_ref(p.activation, o);
           }
         }
     return out;
@@ -151,7 +150,7 @@ struct Case {
     char buf[200];
     std::snprintf(buf, sizeof buf, "%s B=%d H=%d R=%d s=%d D=%d Dv=%d C=%d act=%s %s",
                   p.shrink() ? "shrink_attention" : "biased_attention", p.batch, p.heads, p.resolution, p.stride,
-                  p.key_dim, p.value_dim, p.channels, p.hardswish ? "hardswish" : "none", layout_name(layout));
+                  p.key_dim, p.value_dim, p.channels, activation_name(p.activation), layout_name(layout));
     return buf;
   }
 };
@@ -226,9 +225,11 @@ std::vector<Shape> levit_shapes() {
   const int res[3] = {14, 7, 4};
   std::vector<Shape> shapes;
   for (const Variant& v : variants) {
-    for (int s = 0; s < 3; ++s) shapes.push_back({1, v.heads[s], res[s], 1, v.d, 2 * v.d, 0, true});
-    for (int s = 0; s < 2; ++s) shapes.push_back({1, v.c[s] / v.d, res[s], 2, v.d, 4 * v.d, v.c[s], false});
+    for (int s = 0; s < 3; ++s) shapes.push_back({1, v.heads[s], res[s], 1, v.d, 2 * v.d, 0, Activation::kHardswish});
+    for (int s = 0; s < 2; ++s) shapes.push_back({1, v.c[s] / v.d, res[s], 2, v.d, 4 * v.d, v.c[s]});
   }
+  // EfficientFormer's Meta3D attention (8 heads, key dim 32, value dim 128, 7² tokens), batch 2, every activation.
+  for (Activation act : kActivations) shapes.push_back({2, 8, 7, 1, 32, 128, 0, act});
   return shapes;
 }
 
@@ -236,13 +237,15 @@ std::vector<Shape> odd_shapes() {
   std::vector<Shape> shapes;
   for (int r : {1, 3, 5, 13})
     for (int s : {1, 2}) {
-      shapes.push_back({1, 2, r, s, 8, 20, 0, s == 1});
-      shapes.push_back({7, 1, r, s, 64, 9, 0, false});
-      shapes.push_back({1, 2, r, s, 8, 20, 24, true});
-      shapes.push_back({3, 1, r, s, 64, 33, 13, false});
+      for (Activation act : kActivations) {
+        shapes.push_back({1, 2, r, s, 8, 20, 0, act});
+        shapes.push_back({1, 2, r, s, 8, 20, 24, act});
+      }
+      shapes.push_back({7, 1, r, s, 64, 9, 0, Activation::kGelu});
+      shapes.push_back({3, 1, r, s, 64, 33, 13, Activation::kRelu});
     }
-  shapes.push_back({1, 1, 16, 3, 5, 1, 0, false});  // stride 3, D and Dv odd
-  shapes.push_back({2, 2, 20, 1, 24, 130, 0, true});  // Nk = 400 > one score tile row budget
+  shapes.push_back({1, 1, 16, 3, 5, 1, 0});  // stride 3, D and Dv odd
+  shapes.push_back({2, 2, 20, 1, 24, 130, 0, Activation::kGelu});  // Nk = 400 > one score tile row budget
   return shapes;
 }
 

@@ -2,10 +2,8 @@
 // in ulps of the result wherever it is a normal float (x ≥ -87.33), over the range the softmax uses (x ≤ 0) and
 // overall; below that, results are flushed towards 0 (absolute error ≤ 2^-126 required); plus special values.
 // Usage: exp_test [seed] [--exhaustive]   (--exhaustive: every float in [-104, 88.8] instead of a sample; ~1 min)
-#include <cstring>
-
 #include "tests/harness.h"
-#include "tests/simd_exp.h"
+#include "tests/simd_math.h"
 
 using namespace levit;
 using namespace levit::test;
@@ -16,25 +14,6 @@ namespace {
 // (see csrc/simd/README.md); the default sample's worst is 0.93 ulp.
 constexpr double kMaxUlp = 1.02;
 
-float from_bits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-uint32_t bits_of(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-// Error in ulps of the exact result; results below the normal range (flushed by design) count as 0 ulp when
-// within 2^-126 of exact, else as infinitely wrong.
-double ulp_error(float y, double exact) {
-  const double diff = std::abs(static_cast<double>(y) - exact);
-  if (exact < 0x1p-126) return diff <= 0x1p-126 ? 0.0 : std::numeric_limits<double>::infinity();
-  return diff / std::ldexp(1.0, std::ilogb(exact) - 23);
-}
-
 struct Sweep {
   double max_ulp_nonpositive = 0.0, max_ulp_all = 0.0, worst_x = 0.0;
   size_t points = 0;
@@ -42,12 +21,8 @@ struct Sweep {
 
 // All floats of one sign with magnitude ≤ limit, every `step`-th bit pattern (plus the last one).
 void sweep(Isa isa, bool negative, float limit, uint32_t step, Sweep& s) {
-  const uint32_t sign = negative ? 0x80000000u : 0u, last = bits_of(limit);
-  std::vector<float> x, y;
-  x.reserve(1 << 16);
-  auto flush = [&] {
-    y.resize(x.size());
-    exp_array(isa, x.data(), y.data(), x.size());
+  auto apply = [&](const float* x, float* y, size_t n) { math_array(isa, MathFn::kExp, x, y, n); };
+  sweep_floats(negative, limit, step, apply, [&](const std::vector<float>& x, const std::vector<float>& y) {
     for (size_t i = 0; i < x.size(); ++i) {
       const double exact = std::exp(static_cast<double>(x[i]));
       const double err = exact > std::numeric_limits<float>::max() ? (std::isinf(y[i]) ? 0.0 : 1e9)
@@ -56,17 +31,8 @@ void sweep(Isa isa, bool negative, float limit, uint32_t step, Sweep& s) {
       if (x[i] <= 0.0f) s.max_ulp_nonpositive = std::max(s.max_ulp_nonpositive, err);
     }
     s.points += x.size();
-    x.clear();
-  };
-  for (uint64_t u = 0; u <= last; u += step) {
-    x.push_back(from_bits(sign | static_cast<uint32_t>(u)));
-    if (x.size() == (1 << 16)) flush();
-  }
-  x.push_back(from_bits(sign | last));
-  flush();
+  });
 }
-
-bool same_float(float a, float b) { return (std::isnan(a) && std::isnan(b)) || bits_of(a) == bits_of(b); }
 
 }  // namespace
 
@@ -78,7 +44,7 @@ int main(int argc, char** argv) {
   const std::vector<float> special = {-inf, inf, kNaN, 0.0f, -0.0f, -104.0f, -103.9f, -87.5f, -87.3f, 88.38f,
                                       88.72f, 88.73f, 89.0f, 1e30f, -1e30f};
   std::vector<float> scalar_special(special.size());
-  exp_array(Isa::kScalar, special.data(), scalar_special.data(), special.size());
+  math_array(Isa::kScalar, MathFn::kExp, special.data(), scalar_special.data(), special.size());
   for (Isa isa : runnable_isas()) {
     Sweep s;
     const uint32_t step = exhaustive ? 1 : 4099;
@@ -90,7 +56,7 @@ int main(int argc, char** argv) {
                   kMaxUlp, s.worst_x);
 
     std::vector<float> y(special.size());
-    exp_array(isa, special.data(), y.data(), special.size());
+    math_array(isa, MathFn::kExp, special.data(), y.data(), special.size());
     for (size_t i = 0; i < special.size(); ++i) {
       const double exact = std::exp(static_cast<double>(special[i]));
       const bool ok = std::isnan(special[i]) ? std::isnan(y[i])

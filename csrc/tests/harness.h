@@ -8,11 +8,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "common/activation.h"
 #include "common/isa.h"
 
 namespace levit::test {
@@ -43,6 +45,62 @@ double max_rel_error(const float* out, const Ref* ref, size_t n) {
     scale = std::max(scale, std::abs(static_cast<double>(ref[i])));
   }
   return err / scale;
+}
+
+constexpr Activation kActivations[] = {Activation::kNone, Activation::kHardswish, Activation::kGelu,
+                                       Activation::kRelu};
+
+// act(x) in float64, as torch defines them (GELU in its exact erf form, through erfc so the tail stays exact).
+inline double activation_ref(Activation act, double x) {
+  switch (act) {
+    case Activation::kHardswish: return x * std::min(std::max(x + 3.0, 0.0), 6.0) / 6.0;
+    case Activation::kGelu: return 0.5 * x * std::erfc(-x * 0.70710678118654752440);
+    case Activation::kRelu: return std::max(x, 0.0);
+    default: return x;
+  }
+}
+
+inline float from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+inline uint32_t bits_of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+// Equal bits, or both NaN.
+inline bool same_float(float a, float b) { return (std::isnan(a) && std::isnan(b)) || bits_of(a) == bits_of(b); }
+
+// Error of y in ulps of the exact result (of its float binade) for the math sweeps (exp_test, activations_test).
+// Where |exact| < 2^-126 (results the kernels may flush towards 0): 0 when within 2^-126 of it, else infinite.
+inline double ulp_error(float y, double exact) {
+  const double diff = std::abs(static_cast<double>(y) - exact);
+  if (std::abs(exact) < 0x1p-126) return diff <= 0x1p-126 ? 0.0 : std::numeric_limits<double>::infinity();
+  if (std::isnan(y) || std::isinf(y)) return std::numeric_limits<double>::infinity();
+  return diff / std::ldexp(1.0, std::ilogb(exact) - 23);
+}
+
+// Calls visit(x, y) on batches of the floats of one sign with magnitude ≤ limit, every `step`-th bit pattern
+// (plus the last one), y = fn(x) computed by the variant `isa` through apply(isa, x, y, n).
+template <class Apply, class Visit>
+void sweep_floats(bool negative, float limit, uint32_t step, Apply&& apply, Visit&& visit) {
+  const uint32_t sign = negative ? 0x80000000u : 0u, last = bits_of(limit);
+  std::vector<float> x, y;
+  x.reserve(1 << 16);
+  auto flush = [&] {
+    y.resize(x.size());
+    apply(x.data(), y.data(), x.size());
+    visit(x, y);
+    x.clear();
+  };
+  for (uint64_t u = 0; u <= last; u += step) {
+    x.push_back(from_bits(sign | static_cast<uint32_t>(u)));
+    if (x.size() == (1 << 16)) flush();
+  }
+  x.push_back(from_bits(sign | last));
+  flush();
 }
 
 // Variants compiled into this program and runnable on this CPU.

@@ -33,13 +33,13 @@ def _require_float32(op, t):
 
 def biased_attention(q, k, v, attention_biases, resolution, stride, scale, activation):
     _require_float32("biased_attention", q)
-    return _op("biased_attention")(q, k, v, attention_biases, resolution, stride, scale, activation == "hardswish")
+    return _op("biased_attention")(q, k, v, attention_biases, resolution, stride, scale, activation)
 
 
 def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale, activation):
     _require_float32("shrink_attention", x)
     return _op("shrink_attention")(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale,
-                                   activation == "hardswish")
+                                   activation)
 
 
 def _output_like(like, batch, resolution, stride, heads, value_dim):
@@ -49,11 +49,11 @@ def _output_like(like, batch, resolution, stride, heads, value_dim):
 
 def _register_fakes():
     @torch.library.register_fake("levit_kernels::biased_attention")
-    def _(q, k, v, attention_biases, resolution, stride, scale, hardswish):
+    def _(q, k, v, attention_biases, resolution, stride, scale, activation):
         return _output_like(q, k.shape[0], resolution, stride, k.shape[1], v.shape[3])
 
     @torch.library.register_fake("levit_kernels::shrink_attention")
-    def _(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale, hardswish):
+    def _(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale, activation):
         return _output_like(x, k.shape[0], resolution, stride, k.shape[1], v.shape[3])
 
 

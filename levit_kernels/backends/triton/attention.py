@@ -12,7 +12,7 @@ import triton.language as tl
 
 from levit_kernels import _debug
 from levit_kernels.backends.triton import _runtime
-from levit_kernels.backends.triton._jit import hardswish
+from levit_kernels.backends.triton._jit import activate, activation_code
 from levit_kernels.reference import query_grid_side
 
 _runtime.freeze_kernel_mode()
@@ -93,9 +93,8 @@ def attend(q, kt, v, row_bh, row_i, row_ok, col_bh, col_j, col_ok, bias_ptr, sbi
 @triton.jit
 def store_token_major(out_ptr, o, row_bh, row_i, row_ok, so_b, so_n, so_c,
                       H: tl.constexpr, DV: tl.constexpr, DV_PAD: tl.constexpr, ACT: tl.constexpr):
-    """Rows of pair (b, h), query i → out[b, i, h·Dv : (h+1)·Dv], Hardswish applied first when ACT."""
-    if ACT:
-        o = hardswish(o)
+    """Rows of pair (b, h), query i → out[b, i, h·Dv : (h+1)·Dv], the activation of code ACT applied first."""
+    o = activate(o, ACT)
     dv = tl.arange(0, DV_PAD)
     row_b = (row_bh // H).to(tl.int64)
     row_h = row_bh % H
@@ -181,5 +180,5 @@ def biased_attention(q, k, v, attention_biases, resolution, stride, scale, activ
         *out.stride(), b * h, scale,
         H=h, R=resolution, STRIDE=stride, SIDE_Q=query_grid_side(resolution, stride), NQ=nq, D=d, DV=dv, G=g,
         PACKED_ROWS=g * nq, BLOCK_N=block_n, D_PAD=d_pad, DV_PAD=dv_pad,
-        PRECISION=_runtime.dot_precision(q.dtype), ACT=activation == "hardswish")
+        PRECISION=_runtime.dot_precision(q.dtype), ACT=activation_code(activation))
     return out

@@ -1,8 +1,8 @@
-"""linear (one GEMM, bias/Hardswish/residual fused in the epilogue) and mlp (both GEMMs in one kernel).
+"""linear (one GEMM, bias/activation/residual fused in the epilogue) and mlp (both GEMMs in one kernel).
 
 Tokens are the rows: x (..., C) is read as an (M, C) matrix through its strides, weights (out, in) as stored.
 mlp: a program owns BLOCK_M tokens × BLOCK_N output channels and walks the hidden width in BLOCK_H slices; each
-slice ``hardswish(x·w1[slice]ᵀ + b1[slice])`` is formed on chip, rounded to the input dtype (as the reference's
+slice ``act(x·w1[slice]ᵀ + b1[slice])`` is formed on chip, rounded to the input dtype (as the reference's
 hidden tensor is) and multiplied straight into the output accumulator, so the (M, 2C) hidden tensor is never
 written to memory. When the output is wider than one tile (BLOCK_N < C_out) the hidden slices are recomputed per
 output tile; the autotuner weighs that against register pressure.
@@ -12,7 +12,7 @@ import triton.language as tl
 
 from levit_kernels import _debug
 from levit_kernels.backends.triton import _runtime
-from levit_kernels.backends.triton._jit import hardswish
+from levit_kernels.backends.triton._jit import activate, activation_code
 
 _runtime.freeze_kernel_mode()
 
@@ -23,8 +23,7 @@ def epilogue(acc, rows, cols, row_ok, col_ok, bias_ptr, sb, res_ptr, sr_m, sr_n,
     """``residual + act(acc + bias)`` in fp32."""
     if HAS_BIAS:
         acc += tl.load(bias_ptr + cols * sb, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-    if ACT:
-        acc = hardswish(acc)
+    acc = activate(acc, ACT)
     if HAS_RES:
         res = tl.load(res_ptr + rows.to(tl.int64)[:, None] * sr_m + cols[None, :] * sr_n,
                       mask=row_ok[:, None] & col_ok[None, :], other=0.0)
@@ -121,7 +120,7 @@ def linear(x, weight, bias, activation, residual):
 
     _linear_kernel[grid](x2, weight, bias_arg, res2, out2, m, n, k, *x2.stride(), *weight.stride(),
                          bias.stride(0) if bias is not None else 0, *res2.stride(), *out2.stride(),
-                         HAS_BIAS=bias is not None, ACT=activation == "hardswish", HAS_RES=residual is not None,
+                         HAS_BIAS=bias is not None, ACT=activation_code(activation), HAS_RES=residual is not None,
                          PRECISION=_runtime.dot_precision(x.dtype))
     return out
 
@@ -186,6 +185,6 @@ def mlp(x, w1, b1, w2, b2, activation, residual):
         return (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(c_out, meta["BLOCK_N"]))
 
     _mlp_kernel[grid](x2, w1, b1, w2, b2, out2, m, c, hid, c_out, *x2.stride(), *w1.stride(), b1.stride(0),
-                      *w2.stride(), b2.stride(0), *out2.stride(), ACT=activation == "hardswish", RESIDUAL=residual,
+                      *w2.stride(), b2.stride(0), *out2.stride(), ACT=activation_code(activation), RESIDUAL=residual,
                       PRECISION=_runtime.dot_precision(x.dtype))
     return out

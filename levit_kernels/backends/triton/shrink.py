@@ -10,6 +10,7 @@ import triton.language as tl
 
 from levit_kernels import _debug
 from levit_kernels.backends.triton import _runtime
+from levit_kernels.backends.triton._jit import activation_code
 from levit_kernels.backends.triton.attention import (_CONFIGS, _PRUNE, attend, attention_grid, attention_tiles,
                                                      load_keys_values, query_rows, store_token_major)
 from levit_kernels.reference import query_grid_side
@@ -83,5 +84,5 @@ def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, st
         *k.stride(), *v.stride(), *attention_biases.stride(), *out.stride(), b * h, scale,
         H=h, R=resolution, STRIDE=stride, SIDE_Q=query_grid_side(resolution, stride), NQ=nq, C=c, D=d, DV=dv,
         PACKED_ROWS=nq, BLOCK_N=block_n, D_PAD=d_pad, DV_PAD=dv_pad, BLOCK_C=block_c,
-        PRECISION=_runtime.dot_precision(x.dtype), ACT=activation == "hardswish")
+        PRECISION=_runtime.dot_precision(x.dtype), ACT=activation_code(activation))
     return out
