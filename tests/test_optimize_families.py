@@ -233,3 +233,16 @@ def test_efficientformer_broken_structures_name_the_module(gen):
     broken.stages[1].blocks[0].ls1.gamma = nn.Parameter(torch.ones(3))
     with pytest.raises(UnrecognizedModelError, match="'stages.1.blocks.0.ls1'.*LayerScale of 96 channels"):
         optimize(broken.eval(), backend="reference")
+
+
+def test_step_macs_of_every_family_follow_the_papers():
+    from levit.config import MODEL_NAMES
+    from levit_kernels.optimize.macs import step_macs
+
+    for name in MODEL_NAMES:  # LeViT's own counter, with one head (the merged eval head)
+        steps = step_macs(recognize.describe(levit.create_model(name).eval()), 224)
+        assert sum(steps) == levit.count_macs(name, distillation=False), name
+    for name, paper, width in (("efficientformer_l1", 1.3e9, 448), ("efficientformer_l3", 3.9e9, 512)):
+        steps = step_macs(recognize.describe(levit.create_model(name).eval()), 224)
+        assert abs(sum(steps) - paper) <= 0.02 * paper, (name, sum(steps))
+        assert steps[-1] == width * 1000  # the merged head
