@@ -38,8 +38,8 @@ _LAZY = {
     "verify": ("levit_kernels.optimize.verify", "verify"),
 }
 
-__all__ = ["attention", "biased_attention", "shrink_attention", "mlp", "linear", "layer_norm", "pool_mixer", "fold_batchnorm",
-           "reference", "BACKENDS", "availability", "cpu_isa", "optimize", "verify", "__version__"]
+__all__ = ["attention", "biased_attention", "shrink_attention", "mlp", "linear", "layer_norm", "pool_mixer",
+           "fold_batchnorm", "reference", "BACKENDS", "availability", "cpu_isa", "optimize", "verify", "__version__"]
 
 
 def __getattr__(name: str):

@@ -47,10 +47,14 @@ BACKEND_CHOICES = ("auto", "reference", "cpu", "triton")
 DTYPE_CHOICES = ("float32", "float16", "bfloat16")
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser, checkpoint_required: bool = False) -> None:
+def _add_model_arguments(parser: argparse.ArgumentParser, checkpoint_required: bool = False,
+                         every_family: bool = True) -> None:
+    """--model (any registered name of every family, or LeViT's only), --checkpoint, --seed."""
     from levit.config import MODEL_NAMES
+    from levit.registry import model_names
 
-    parser.add_argument("--model", default="levit_256", choices=MODEL_NAMES, help="variant (default levit_256)")
+    names = model_names() if every_family else MODEL_NAMES
+    parser.add_argument("--model", default="levit_256", choices=names, help="model (default levit_256)")
     if checkpoint_required:
         parser.add_argument("--checkpoint", required=True,
                             help="weights to load (timm, timm-conv, official or levit layout)")
@@ -79,7 +83,7 @@ def _device(args: argparse.Namespace) -> str:
 
 
 def _load_model(args: argparse.Namespace):
-    """The requested LeViT in eval mode on CPU, and a description of its weights."""
+    """The requested model in eval mode on CPU, and a description of its weights."""
     import torch
 
     import levit
@@ -181,7 +185,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------------- demo
 def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_model_arguments(parser)
+    _add_model_arguments(parser, every_family=False)  # it counts multiply-adds from LeViT's config
     parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                         help="ops backend of the optimized model (default auto: cpu when built)")
     parser.add_argument("--batch", type=positive_int, default=16, help="images per timed batch (default 16)")

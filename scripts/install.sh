@@ -22,6 +22,10 @@ if [ "${1:-}" = "--dev" ]; then
   # has no CPU wheel for this torch on PyPI (and a plain install would pull a CUDA torch): install timm without
   # dependencies; tests/support/timm_compat.py stands in for the torchvision symbols timm imports but LeViT never uses.
   "${PIP[@]}" --no-deps "timm==1.0.31"
+  # vit-pytorch likewise, for the tests of optimize() on its LeViT (vit_pytorch.levit): its dependencies are torch,
+  # torchvision (imported by its package __init__ for the DINO trainer only; tests/support/timm_compat.py stands in)
+  # and einops, installed alongside.
+  "${PIP[@]}" --no-deps "vit-pytorch==1.26.14" "einops==0.8.2"
 fi
 # --no-build-isolation: build against the torch installed above rather than one pip would download (an isolated
 # build would fetch its own torch, possibly a multi-GB CUDA build, and link the extension against that one).

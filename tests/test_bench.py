@@ -496,3 +496,21 @@ def test_ops_used_by_cases_are_the_public_ones():
     with pytest.raises(ValueError, match="mlp: argument 'w1'"):
         fn(*bad)
     assert ops.mlp is cases.ops.mlp
+
+
+def test_efficientformer_is_timed_end_to_end(gen):
+    plan = command.make_plan(_args("--model", "efficientformer_l1", "levit_128s", "--backend", "reference",
+                                   "--device", "cpu", "--batch", "1", "--quick", "--baselines", "eager"))
+    built = runner.build_cases(plan)
+    assert [(c.model, c.kind) for c in built if c.model == "efficientformer_l1"] == [
+        ("efficientformer_l1", "e2e")]  # op shapes come from LeViT's config: LeViT alone gets op cases
+    assert len([c for c in built if c.model == "levit_128s"]) > 1
+    case = next(c for c in built if c.model == "efficientformer_l1")
+    assert abs(case.flops / 2 - 1.3e9) <= 0.02 * 1.3e9  # the paper's 1.3 G MACs
+    from test_optimize_families import public_ops_take
+
+    if not public_ops_take("gelu"):
+        pytest.skip("the public ops do not take activation='gelu' in this build yet")
+    m = runner.measure_case(case, plan, gen)
+    for name in ("eager", "levit_kernels[reference]"):
+        assert m["candidates"][name]["median_s"] > 0 and m["candidates"][name]["ok"], m["candidates"][name]

@@ -15,7 +15,7 @@ import levit_kernels
 from levit.config import MODEL_NAMES, LeViTSpec
 from levit_kernels import backends, ops, reference, tolerances
 from levit_kernels.optimize import OptimizedLeViT, UnrecognizedModelError, optimize
-from levit_kernels.optimize import recognize
+from levit_kernels.optimize import fold, recognize
 from test_checkpoints import timm, to_layout  # noqa: F401  (timm: the real timm module, as a fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -218,7 +218,7 @@ def test_forward_does_no_weight_preparation_or_validation(monkeypatch, gen, back
         raise AssertionError("called during forward")
 
     # No folding, no public (validating) op, no backend lookup per call.
-    for module, name in [(reference, "fold_batchnorm"), (recognize, "fold_batchnorm"), (ops, "linear"),
+    for module, name in [(reference, "fold_batchnorm"), (fold, "fold_batchnorm"), (ops, "linear"),
                          (ops, "mlp"), (ops, "biased_attention"), (ops, "shrink_attention"),
                          (backends, "module"), (backends, "resolve")]:
         monkeypatch.setattr(module, name, forbidden)

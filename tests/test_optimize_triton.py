@@ -46,3 +46,34 @@ def test_timm_conv_kind_verifies_in_low_precision(timm, gen, seed):
     report = levit_kernels.verify(model, backend="triton", dtype=LOW_PRECISION, batch=1, seed=seed)
     assert report.passed, report.table()
     assert report.logits.eager_lowp_error is not None and report.source == "timm LevitDistilled (conv kind)"
+
+
+def test_small_efficientformer_verifies(gen, seed):
+    # Every EfficientFormer block kind (pool, mlp, conv, LayerNorm-first attention and MLP, the LayerNorm head) on
+    # 64×64 images: grids 16, 8, 4, 2.
+    from levit.efficientformer import EfficientFormer, EfficientFormerSpec
+
+    spec = EfficientFormerSpec("tiny", (16, 24, 32, 48), (1, 1, 1, 2), 1, heads=2, key_dim=16)
+    model = randomized(EfficientFormer(spec, num_classes=10, img_size=64), gen)
+    report = levit_kernels.verify(model, backend="triton", batch=1, seed=seed)
+    assert report.passed, report.table()
+    assert [s.kind for s in report.blocks] == ["stem", "pool", "mlp", "conv", "pool", "mlp", "conv", "pool", "mlp",
+                                               "conv", "pool", "mlp", "attention", "mlp"]
+
+
+def test_small_vit_pytorch_levit_verifies(gen, seed):
+    from support.timm_compat import import_vit_pytorch_levit
+
+    module = import_vit_pytorch_levit()
+    if module is None:
+        pytest.skip("vit-pytorch (and einops) not installed")
+    model = module.LeViT(image_size=64, num_classes=10, dim=(32, 48), depth=1, heads=(2, 3), mlp_mult=2, stages=2,
+                         dim_key=16, dim_value=16)
+    model = levit.randomize_(model, gen)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Embedding):  # its bias table, which randomize_ does not know
+                m.weight.normal_(generator=gen)
+    report = levit_kernels.verify(model.eval().to(DEVICE), backend="triton", batch=1, seed=seed)
+    assert report.passed, report.table()
+    assert [s.kind for s in report.blocks] == ["stem", "attention", "mlp", "shrink", "mlp", "attention", "mlp"]

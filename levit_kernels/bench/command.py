@@ -35,7 +35,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                    help="paper: CPU 1 thread batch 16 fp32 / GPU bf16 batch 2048 (1024 for levit_384); "
                         "latency: batch 1, all threads (default: paper)")
-    p.add_argument("--model", nargs="+", metavar="NAME", help="variants to run (default: all five)")
+    p.add_argument("--model", nargs="+", metavar="NAME",
+                   help="models to run: any of levit.model_names(), e.g. efficientformer_l1 (end to end only; default: "
+                        "the five LeViTs)")
     p.add_argument("--ops", nargs="+", choices=OPS + ("e2e",), help="what to time (default: all)")
     p.add_argument("--backend", default="auto", choices=("auto", "reference", "cpu", "triton"),
                    help="levit-kernels backend under test (default: auto)")
@@ -121,11 +123,12 @@ def _backend(args, device: str) -> str:
 def make_plan(args: argparse.Namespace) -> runner.Plan:
     """Presets and overrides resolved into a :class:`runner.Plan`; raises UsageError on bad combinations."""
     from levit.config import MODEL_NAMES
+    from levit.registry import model_names
 
     models = args.model or list(MODEL_NAMES)
-    unknown = [m for m in models if m not in MODEL_NAMES]
+    unknown = [m for m in models if m not in model_names()]
     if unknown:
-        raise UsageError(f"--model: unknown variant(s) {unknown}; valid: {', '.join(MODEL_NAMES)}")
+        raise UsageError(f"--model: unknown variant(s) {unknown}; valid: {', '.join(model_names())}")
     for flag in ("batch", "threads"):
         value = getattr(args, flag)
         if value is not None and value < 1:

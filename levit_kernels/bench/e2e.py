@@ -1,4 +1,5 @@
-"""End-to-end cases: a whole LeViT forward pass, images in, logits out.
+"""End-to-end cases: a whole model's forward pass (any registered model: LeViT, EfficientFormer), images in, logits
+out.
 
 Candidates: the optimized model (``levit_kernels.optimize``, the subject) against the eager BN-folded model,
 torch.compile of it and, on CPU in fp32, ONNX Runtime and OpenVINO running the folded model exported once with
@@ -28,7 +29,7 @@ from levit_kernels.bench.cases import CandidateSpec, CaseSetup, Unavailable
 
 @dataclass(frozen=True)
 class EndToEndCase:
-    model: object          # a variant name or a levit.config.LeViTSpec
+    model: object          # a registered model name (levit.model_names()) or a levit.config.LeViTSpec
     batch: int
     dtype: torch.dtype
     device: str
@@ -59,8 +60,12 @@ class EndToEndCase:
     @property
     def flops(self) -> float:
         import levit
+        from levit.config import MODEL_NAMES
+        from levit_kernels.optimize.profile import step_macs
 
-        return 2.0 * self.batch * levit.count_macs(self.model, self.img_size, self.num_classes)
+        if not isinstance(self.model, str) or self.model in MODEL_NAMES:  # LeViT's own counter, both heads
+            return 2.0 * self.batch * levit.count_macs(self.model, self.img_size, self.num_classes)
+        return 2.0 * self.batch * sum(step_macs(self.model, self.img_size, self.num_classes))
 
     def make_inputs(self, gen: torch.Generator) -> tuple:
         images = torch.randn(self.batch, 3, self.img_size, self.img_size, generator=gen)
@@ -68,7 +73,8 @@ class EndToEndCase:
 
 
 def build_model(case: EndToEndCase, seed: int = 0) -> torch.nn.Module:
-    """A randomized (non-trivial BatchNorm statistics and biases) LeViT in eval mode, not yet folded, in fp32."""
+    """A randomized (non-trivial BatchNorm statistics, affines, LayerScales, biases) model in eval mode, not yet
+    folded, in fp32."""
     import levit
 
     model = levit.create_model(case.model, num_classes=case.num_classes, img_size=case.img_size)

@@ -1,6 +1,8 @@
-"""``levit_kernels.optimize(model)``: a drop-in LeViT whose blocks run the fused levit_kernels ops.
+"""``levit_kernels.optimize(model)``: a drop-in model whose blocks run the fused levit_kernels ops.
 
-- :mod:`~levit_kernels.optimize.recognize`: recognise this project's and timm's LeViTs by structure, fold them;
+- :mod:`~levit_kernels.optimize.families`: one adapter per model family (the ``FAMILIES`` table), each recognising
+  its models by structure and describing them as block specs (:mod:`~levit_kernels.optimize.specs`), folded by
+  :mod:`~levit_kernels.optimize.fold`; :mod:`~levit_kernels.optimize.recognize`: the helpers and the dispatcher;
 - :mod:`~levit_kernels.optimize.fused` and :mod:`~levit_kernels.optimize.stem`: the optimized model;
 - :mod:`~levit_kernels.optimize.verify`: end-to-end equivalence against the eager model.
 """
@@ -12,8 +14,9 @@ import torch
 import torch.nn as nn
 
 from levit_kernels import backends, ops
-from levit_kernels.optimize.fused import OptimizedLeViT, Runtime, runtime
-from levit_kernels.optimize.recognize import LeViTDescription, UnrecognizedModelError, describe
+from levit_kernels.optimize.fused import OPS, OptimizedLeViT, Runtime, runtime
+from levit_kernels.optimize.recognize import describe
+from levit_kernels.optimize.specs import ModelDescription, UnrecognizedModelError
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64}
@@ -53,18 +56,27 @@ def _check_backend_dtype(backend: str, dtype: torch.dtype) -> None:
 
 def checked_ops() -> Runtime:
     """The public ops (which validate every argument) on the reference backend, called like a backend's."""
-    def bound(op):
-        return lambda *args: op(*args, backend="reference")
+    def bound(name):
+        op = getattr(ops, name, None)  # None: no such public op in this build (the model needing it is refused)
+        return None if op is None else (lambda *args: op(*args, backend="reference"))
 
-    return Runtime(bound(ops.linear), bound(ops.mlp), bound(ops.biased_attention), bound(ops.shrink_attention))
+    return Runtime(*[bound(name) for name in OPS])
+
+
+def _check_ops(description: ModelDescription, ops_of: Runtime, backend: str) -> None:
+    missing = sorted(name for name in description.ops_needed() if getattr(ops_of, name) is None)
+    if missing:
+        raise ValueError(f"optimize: {description.source} needs the op(s) {', '.join(missing)}, which backend "
+                         f"'{backend}' does not provide in this build")
 
 
 def optimize(model: nn.Module, backend: str = "auto", dtype: Union[None, str, torch.dtype] = None, *,
              channels_last: bool = True) -> OptimizedLeViT:
     """A new module computing ``model``'s eval outputs with the fused ops; ``model`` is left untouched.
 
-    ``model``: a LeViT in eval mode — :class:`levit.LeViT` (fused or not) or timm's ``Levit`` /
-    ``LevitDistilled`` (``levit_*`` linear or ``levit_conv_*`` conv kind), recognised by its structure.
+    ``model``: a model in eval mode of one of the families of :data:`levit_kernels.optimize.families.FAMILIES`
+    — :class:`levit.LeViT` (fused or not), timm's ``Levit`` / ``LevitDistilled`` (``levit_*`` linear or
+    ``levit_conv_*`` conv kind), ... — recognised by its structure.
     ``backend``: "auto" (cpu on CPU, triton on GPU, else the reference with a warning), "cpu", "triton" or
     "reference". ``dtype``: the compute dtype (default: the model's); fp16/bf16 are for GPUs (the cpu backend is
     float32 only). The optimized model takes the images the source takes and returns logits in their dtype.
@@ -79,7 +91,7 @@ def optimize(model: nn.Module, backend: str = "auto", dtype: Union[None, str, to
 
 
 def optimize_described(model: nn.Module, backend: str = "auto", dtype: Union[None, str, torch.dtype] = None,
-                       channels_last: bool = True) -> tuple[OptimizedLeViT, LeViTDescription]:
+                       channels_last: bool = True) -> tuple[OptimizedLeViT, ModelDescription]:
     """:func:`optimize`, also returning the recognised description of ``model`` (for :func:`verify`)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"optimize: argument 'model' must be a torch.nn.Module, got {type(model).__name__}")
@@ -88,19 +100,21 @@ def optimize_described(model: nn.Module, backend: str = "auto", dtype: Union[Non
     name = backends.resolve("optimize", backend, device)
     _check_backend_dtype(name, dtype)
     description = describe(model)
+    backend_module = backends.module(name)
+    ops_of_backend, checking = runtime(backend_module), checked_ops()
+    _check_ops(description, checking, "reference")
+    _check_ops(description, ops_of_backend, name)
     optimized = OptimizedLeViT(description, name, dtype, device, channels_last)
     side = optimized.image_size
     # The check pass runs the reference backend: the public ops validate the same arguments for every backend, and
     # nothing is compiled, autotuned or cached for a batch of one.
     with torch.no_grad():  # not inference_mode: reference.py caches index tensors made on first use
-        optimized.bind(checked_ops())
+        optimized.bind(checking)
         optimized(torch.zeros(1, optimized.in_channels, side, side, device=device, dtype=dtype))
-    backend_module = backends.module(name)
-    ops_of_backend = runtime(backend_module)
     if ops_of_backend.packed:
         optimized.pack(backend_module.pack_weight)
     optimized.bind(ops_of_backend)
     return optimized, description
 
 
-__all__ = ["optimize", "OptimizedLeViT", "UnrecognizedModelError", "describe", "DTYPES"]
+__all__ = ["optimize", "OptimizedLeViT", "ModelDescription", "UnrecognizedModelError", "describe", "DTYPES"]

@@ -1,10 +1,14 @@
-"""The optimized LeViT: every block is a chain of levit_kernels ops on weights prepared once.
+"""The optimized model: every block is a chain of levit_kernels ops on weights prepared once, built from the block
+specs of :mod:`levit_kernels.optimize.specs` (this module knows no family):
 
-- attention: ``linear(qkv)`` → ``biased_attention`` (q, k, v are strided views of the packed qkv output,
-  Hardswish fused) → ``linear(proj, residual=x)``;
+- attention: [``layer_norm``] → ``linear(qkv)`` → ``biased_attention`` (q, k, v are strided views of the packed
+  qkv output, the spec's activation fused) → ``linear(proj, residual=x)``;
 - shrink: ``linear(kv)`` → ``shrink_attention`` (query projection of the stride-s tokens inside) → ``linear(proj)``;
-- MLP: the ``mlp`` op with the residual fused;
-- head: token mean, then one ``linear`` (the two eval heads merged).
+- MLP: the ``mlp`` op with the residual fused; after a LayerNorm, ``layer_norm`` → ``linear(fc1, activation)`` →
+  ``linear(fc2, residual=x)`` (the ``mlp`` op's residual is its own input, here the normalised tokens);
+- pool: ``pool_mixer`` on the tokens viewed as a channels-last map;
+- conv: a PyTorch convolution on the tokens viewed as a channels-last map (:mod:`levit_kernels.optimize.stem`);
+- head: [``layer_norm``] → token mean → one ``linear`` (the eval heads merged).
 
 The ops are bound once (:meth:`OptimizedLeViT.bind`, a :class:`Runtime`): the public ops of
 :mod:`levit_kernels.ops` (validation) for the check pass at optimize time, then the backend's functions directly,
@@ -20,30 +24,37 @@ from typing import Callable, NamedTuple, Optional
 import torch
 import torch.nn as nn
 
-from levit_kernels.optimize.recognize import (AttentionSpec, LeViTDescription, MLPSpec, Projection, ShrinkSpec)
-from levit_kernels.optimize.stem import FusedStem
-
-ACTIVATION = "hardswish"
+from levit_kernels.optimize.specs import (AttentionSpec, ConvSpec, HeadSpec, MLPSpec, ModelDescription, PoolSpec,
+                                          Projection, ShrinkSpec)
+from levit_kernels.optimize.stem import ConvLayers, FusedStem, to_tokens
 
 
 class Runtime(NamedTuple):
     """The op functions the blocks call, positionally: ``linear(x, *weight_args, activation, residual)`` and
     ``mlp(x, w1, b1, w2, b2, activation, residual)`` where weight args are (weight, bias) — or, with ``packed``,
-    (packed weight, out features, bias) and packed w1/w2 — and the two attentions as the public ops."""
+    (packed weight, out features, bias) and packed w1/w2 — and the others as the public ops
+    (``layer_norm(x, weight, bias, eps)``, ``pool_mixer(x, layer_scale, pool_size)``; None where the backend has
+    no such op)."""
 
     linear: Callable
     mlp: Callable
     biased_attention: Callable
     shrink_attention: Callable
+    layer_norm: Optional[Callable] = None
+    pool_mixer: Optional[Callable] = None
     packed: bool = False
+
+
+OPS = Runtime._fields[:-1]  # every op name
 
 
 def runtime(backend_module) -> Runtime:
     """The functions of a backend module, its packed ones when it has them."""
     m = backend_module
+    extra = dict(layer_norm=getattr(m, "layer_norm", None), pool_mixer=getattr(m, "pool_mixer", None))
     if hasattr(m, "pack_weight"):
-        return Runtime(m.linear_packed, m.mlp_packed, m.biased_attention, m.shrink_attention, packed=True)
-    return Runtime(m.linear, m.mlp, m.biased_attention, m.shrink_attention)
+        return Runtime(m.linear_packed, m.mlp_packed, m.biased_attention, m.shrink_attention, **extra, packed=True)
+    return Runtime(m.linear, m.mlp, m.biased_attention, m.shrink_attention, **extra)
 
 
 class _Prepared(nn.Module):
@@ -112,6 +123,7 @@ class FusedAttention(_Prepared):
 
     def __init__(self, spec: AttentionSpec, dtype, device):
         self.heads, self.resolution, self.scale = spec.heads, spec.resolution, spec.scale
+        self.activation, self.norm_eps = spec.activation, spec.norm_eps
         self._q, self._k, self._v = head_views(spec.heads, spec.resolution ** 2,
                                                (spec.key_dim, spec.key_dim, spec.value_dim))
         super().__init__(spec.where, dtype, device, **self.projection("qkv", spec.qkv),
@@ -123,13 +135,14 @@ class FusedAttention(_Prepared):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ops, b = self._ops, x.shape[0]
-        qkv = ops.linear(x, *self._qkv, None, None)  # contiguous, as every backend's outputs
+        normed = x if self.norm_eps is None else ops.layer_norm(x, None, None, self.norm_eps)
+        qkv = ops.linear(normed, *self._qkv, None, None)  # contiguous, as every backend's outputs
         (q_size, q_strides, q_offset), (k_size, k_strides, k_offset), (v_size, v_strides, v_offset) = \
             self._q, self._k, self._v
         q = qkv.as_strided((b, *q_size), q_strides, q_offset)
         k = qkv.as_strided((b, *k_size), k_strides, k_offset)
         v = qkv.as_strided((b, *v_size), v_strides, v_offset)
-        out = ops.biased_attention(q, k, v, self._table, self.resolution, 1, self.scale, ACTIVATION)
+        out = ops.biased_attention(q, k, v, self._table, self.resolution, 1, self.scale, self.activation)
         return ops.linear(out, *self._proj, None, x)
 
 
@@ -139,6 +152,7 @@ class FusedShrink(_Prepared):
 
     def __init__(self, spec: ShrinkSpec, dtype, device):
         self.heads, self.resolution, self.stride, self.scale = spec.heads, spec.resolution, spec.stride, spec.scale
+        self.activation = spec.activation
         self._k, self._v = head_views(spec.heads, spec.resolution ** 2, (spec.key_dim, spec.value_dim))
         super().__init__(spec.where, dtype, device, **self.projection("kv", spec.kv), **self.projection("q", spec.q),
                          attention_biases=spec.attention_biases, **self.projection("proj", spec.proj))
@@ -155,7 +169,7 @@ class FusedShrink(_Prepared):
         k = kv.as_strided((b, *k_size), k_strides, k_offset)
         v = kv.as_strided((b, *v_size), v_strides, v_offset)
         out = ops.shrink_attention(x, *self._query, k, v, self._table, self.resolution, self.stride, self.scale,
-                                   ACTIVATION)
+                                   self.activation)
         return ops.linear(out, *self._proj, None, None)
 
 
@@ -164,23 +178,62 @@ class FusedMLP(_Prepared):
     packable = ("fc1", "fc2")
 
     def __init__(self, spec: MLPSpec, dtype, device):
+        self.activation, self.norm_eps = spec.activation, spec.norm_eps
         super().__init__(spec.where, dtype, device, **self.projection("fc1", spec.fc1),
                          **self.projection("fc2", spec.fc2))
 
     def _set_arguments(self) -> None:
         self._weights = (self._weight("fc1"), self.fc1_bias, self._weight("fc2"), self.fc2_bias)
+        self._fc1, self._fc2 = self._linear_arguments("fc1"), self._linear_arguments("fc2")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._ops.mlp(x, *self._weights, ACTIVATION, True)
+        ops = self._ops
+        if self.norm_eps is None:
+            return ops.mlp(x, *self._weights, self.activation, True)
+        hidden = ops.linear(ops.layer_norm(x, None, None, self.norm_eps), *self._fc1, self.activation, None)
+        return ops.linear(hidden, *self._fc2, None, x)
+
+
+class FusedPool(_Prepared):
+    """The pooling token mixer on the (B, N, C) tokens viewed as a (B, side, side, C) map (no copy)."""
+
+    kind = "pool"
+
+    def __init__(self, spec: PoolSpec, dtype, device):
+        self.side, self.pool_size = spec.side, spec.pool_size
+        super().__init__(spec.where, dtype, device, layer_scale=spec.layer_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        mixed = self._ops.pool_mixer(x.view(b, self.side, self.side, c), self.layer_scale, self.pool_size)
+        return mixed.reshape(b, n, c)
+
+
+class FusedConv(_Prepared):
+    """A convolution between stages: the tokens viewed as a channels-last (B, C, side, side) map (no copy), a
+    PyTorch convolution (BN folded), its channels-last output viewed as tokens again."""
+
+    kind = "conv"
+
+    def __init__(self, spec: ConvSpec, dtype, device):
+        self.side = spec.side
+        super().__init__(spec.where, dtype, device)
+        self.conv = ConvLayers([spec.conv], dtype, device, channels_last=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, c = x.shape
+        return to_tokens(self.conv(x.view(b, self.side, self.side, c).permute(0, 3, 1, 2)))
 
 
 class FusedHead(_Prepared):
-    """Token mean, then the merged classifier (or just the mean when the model has no classifier)."""
+    """[LayerNorm without affine] → token mean → the merged classifier (or just the mean when the model has none)."""
 
     kind = "head"
 
-    def __init__(self, head: Optional[Projection], dtype, device):
+    def __init__(self, spec: HeadSpec, dtype, device):
+        head = spec.classifier
         self.packable = ("head",) if head is not None else ()
+        self.norm_eps = spec.norm_eps
         super().__init__(head.where if head is not None else "mean", dtype, device,
                          **(self.projection("head", head) if head is not None else {}))
 
@@ -188,23 +241,25 @@ class FusedHead(_Prepared):
         self._head = self._linear_arguments("head") if self.packable else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.norm_eps is not None:
+            x = self._ops.layer_norm(x, None, None, self.norm_eps)
         features = x.mean(dim=1)
         if self._head is None:
             return features
         return self._ops.linear(features, *self._head, None, None)
 
 
-_FUSED = {"attention": FusedAttention, "shrink": FusedShrink, "mlp": FusedMLP}
+_FUSED = {"attention": FusedAttention, "shrink": FusedShrink, "mlp": FusedMLP, "pool": FusedPool, "conv": FusedConv}
 
 
 class OptimizedLeViT(nn.Module):
-    """A LeViT as fused ops: images (B, C, H, W) in, eval logits (the mean of the heads) out, in the images' dtype.
+    """A model of any recognised family as fused ops: images (B, C, H, W) in, eval logits (the mean of the heads) out, in the images' dtype.
 
     Built by :func:`levit_kernels.optimize`; inference only, for one device and dtype (``.to()`` and ``train()``
     are refused: optimize the source model again instead).
     """
 
-    def __init__(self, description: LeViTDescription, backend: str, dtype: torch.dtype, device: torch.device,
+    def __init__(self, description: ModelDescription, backend: str, dtype: torch.dtype, device: torch.device,
                  channels_last: bool = True):
         super().__init__()
         self.source, self.backend, self.dtype, self.device = description.source, backend, dtype, device
@@ -212,8 +267,8 @@ class OptimizedLeViT(nn.Module):
         self.image_sides = description.image_sides
         self.stem = FusedStem(description.stem, dtype, device, channels_last)
         self.blocks = nn.ModuleList([_FUSED[spec.kind](spec, dtype, device) for spec in description.blocks])
-        self.head = FusedHead(description.head, dtype, device)
-        self.num_classes = description.head.weight.shape[0] if description.head is not None else None
+        self.head = FusedHead(description.head_spec, dtype, device)
+        self.num_classes = description.head.weight.shape[0] if description.heads_merged else None
         self.step_names = ["stem"] + [b.where for b in self.blocks] + ["head"]
         self.step_kinds = ["stem"] + [b.kind for b in self.blocks] + ["head"]
         self._steps: list[Callable] = [self.stem.forward] + [b.forward for b in self.blocks] + [self.head.forward]
@@ -248,7 +303,7 @@ class OptimizedLeViT(nn.Module):
         sides = f"{hi}" if lo == hi else f"{lo}..{hi}"
         got = (f"shape {tuple(images.shape)} on {images.device}" if isinstance(images, torch.Tensor)
                else type(images).__name__)
-        raise ValueError(f"optimized LeViT: input must be images of shape (B, {self.in_channels}, H, W) with H, W in "
+        raise ValueError(f"optimized model: input must be images of shape (B, {self.in_channels}, H, W) with H, W in "
                          f"{sides} on {self.device}, got {got}")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -269,11 +324,11 @@ class OptimizedLeViT(nn.Module):
 
     def train(self, mode: bool = True):
         if mode:
-            raise RuntimeError("optimized LeViT: inference only (BatchNorms are folded); train the source model")
+            raise RuntimeError("optimized model: inference only (BatchNorms are folded); train the source model")
         return super().train(False)
 
     def _apply(self, fn, *args, **kwargs):
-        raise RuntimeError(f"optimized LeViT: its weights are prepared for {self.device} in {self.dtype} and cannot "
+        raise RuntimeError(f"optimized model: its weights are prepared for {self.device} in {self.dtype} and cannot "
                            f"be moved or cast; call levit_kernels.optimize(model, backend=..., dtype=...) on the "
                            f"source model instead")
 

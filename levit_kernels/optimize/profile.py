@@ -1,4 +1,4 @@
-"""Where an optimized LeViT spends its time: per step (stem, each block, head) and the host overhead per forward.
+"""Where an optimized model spends its time: per step (stem, each block, head) and the host overhead per forward.
 
     python -m levit_kernels.optimize.profile --model levit_256 --batch 16 --threads 1
 
@@ -18,9 +18,7 @@ from typing import Optional
 import torch
 
 from levit_kernels.bench.timing import Candidate, Settings, time_candidates
-from levit_kernels.optimize.fused import OptimizedLeViT, Runtime
-
-OPS = Runtime._fields[:4]  # linear, mlp, biased_attention, shrink_attention
+from levit_kernels.optimize.fused import OPS, OptimizedLeViT, Runtime
 
 
 def step_times(model: OptimizedLeViT, images: torch.Tensor, settings: Optional[Settings] = None) -> list[float]:
@@ -112,22 +110,23 @@ def host_overhead(model: OptimizedLeViT, images: torch.Tensor, repeats: int = 50
 
 
 def step_macs(name: str, img_size: int = 224, num_classes: int = 1000) -> list[int]:
-    """Multiply-adds per image of each step of an optimized levit ``name``: stem, blocks, the one merged head."""
-    from levit.config import get_spec, op_shapes, stem_shapes
-    from levit.flops import block_macs, conv_macs
+    """Multiply-adds per image of each step of optimized model ``name`` (any family): stem, blocks, the one merged
+    head (:mod:`levit_kernels.optimize.macs`)."""
+    import levit
+    from levit_kernels.optimize import describe
+    from levit_kernels.optimize.macs import step_macs as description_macs
 
-    stem = sum(conv_macs(s) for s in stem_shapes(name, img_size))
-    return [stem] + [block_macs(s) for s in op_shapes(name, img_size)] + [get_spec(name).widths[-1] * num_classes]
+    model = levit.create_model(name, num_classes=num_classes, img_size=img_size).eval()
+    return description_macs(describe(model), img_size)
 
 
 def main(argv=None) -> int:
     import levit
-    from levit.config import MODEL_NAMES
     from levit_kernels.bench.peak import measure_peak
     from levit_kernels.optimize import optimize
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="levit_256", choices=MODEL_NAMES)
+    parser.add_argument("--model", default="levit_256", choices=levit.model_names())
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--backend", default="auto")

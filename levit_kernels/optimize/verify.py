@@ -9,8 +9,8 @@ Both run on the same random images. Errors are measured against the eager model 
   dtype; each block within the same ratio of the eager model's error there, or within the dtype's kernel
   tolerance (a block where the eager model happens to round luckily does not fail the run).
 
-The block outputs of the eager model are read with forward hooks on the modules the recognizer names (adding the
-residual where the model adds it outside the module), so the first block over its tolerance is named.
+The block outputs of the eager model are read with forward hooks on the modules the family adapter names (adding
+the residual where the model adds it outside the module), so the first block over its tolerance is named.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from levit_kernels import tolerances
 from levit_kernels.optimize import optimize_described
-from levit_kernels.optimize.recognize import Tap
+from levit_kernels.optimize.specs import Tap
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -108,11 +108,25 @@ def _run_eager(model: nn.Module, taps: list[Tap], images: torch.Tensor, dtype: t
     names = {id(m): name for name, m in model.named_modules()}
     replica = copy.deepcopy(model).to(dtype)
     outputs: list[Optional[torch.Tensor]] = [None] * len(taps)
+    bases: dict[int, torch.Tensor] = {}  # the latest input of each tap's base module
     handles = []
     for i, tap in enumerate(taps):
-        def hook(module, inputs, output, i=i, residual=tap.residual):
-            outputs[i] = _tokens(inputs[0] + output if residual else output).detach()
-        handles.append(replica.get_submodule(names[id(tap.module)]).register_forward_hook(hook))
+        def hook(module, inputs, output, i=i, tap=tap):
+            if tap.base is not None:
+                output = bases[id(tap.base)] + output
+            elif tap.residual:
+                output = inputs[0] + output
+            outputs[i] = _tokens(output).detach()
+
+        def input_hook(module, inputs, i=i):
+            outputs[i] = _tokens(inputs[0]).detach()
+        if tap.base is not None:
+            def base_hook(module, inputs, key=id(tap.base)):
+                bases[key] = inputs[0]
+            handles.append(replica.get_submodule(names[id(tap.base)]).register_forward_pre_hook(base_hook))
+        target = replica.get_submodule(names[id(tap.module)])
+        handles.append(target.register_forward_pre_hook(input_hook) if tap.of_input
+                       else target.register_forward_hook(hook))
     try:
         with torch.no_grad():
             logits = replica(images.to(dtype))
@@ -170,7 +184,7 @@ def verify(model: nn.Module, backend: str = "auto", dtype: Union[None, str, torc
     k = min(5, logits.shape[-1])
     top5 = sum(set(a.tolist()) == set(b.tolist())
                for a, b in zip(logits.topk(k, -1).indices, ref_logits.topk(k, -1).indices))
-    notes = [] if description.head is not None else ["the model has no classifier: 'logits' are pooled features"]
+    notes = [] if description.heads_merged else ["the model has no classifier: 'logits' are pooled features"]
     return VerifyReport(optimized.source, optimized.backend, dtype, str(optimized.device), images.shape[0], seed,
                         results, top1, top5, notes)
 

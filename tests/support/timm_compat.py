@@ -1,9 +1,11 @@
-"""Import the real timm in tests on machines without a usable torchvision.
+"""Import the real timm (and vit-pytorch) in tests on machines without a usable torchvision.
 
 timm imports torchvision at module level (transforms, FrozenBatchNorm2d, feature extraction), but LeViT never
-touches those symbols, and PyPI has no CPU torchvision wheel for this project's torch. When torchvision is missing
-or broken, :func:`import_timm` installs an import hook that serves placeholder torchvision modules whose
-attributes exist but raise if anything is actually called; the LeViT code under test is timm's own.
+touches those symbols, and PyPI has no CPU torchvision wheel for this project's torch; vit-pytorch's package
+``__init__`` imports its DINO trainer, which imports torchvision transforms, though its LeViT never uses them. When
+torchvision is missing or broken, :func:`import_timm` / :func:`import_vit_pytorch_levit` install an import hook that
+serves placeholder torchvision modules whose attributes exist but raise if anything is actually called; the model
+code under test is the package's own.
 """
 import importlib
 import importlib.abc
@@ -52,8 +54,7 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 
-def import_timm():
-    """Return the timm module, or None when timm is not installed."""
+def _import_with_torchvision_standin(module: str):
     try:
         import torchvision  # noqa: F401
     except Exception:  # missing, or a CUDA build whose ops fail to register against a CPU torch
@@ -62,6 +63,16 @@ def import_timm():
         if not any(isinstance(f, _Finder) for f in sys.meta_path):
             sys.meta_path.insert(0, _Finder())
     try:
-        return importlib.import_module("timm")
+        return importlib.import_module(module)
     except ImportError:
         return None
+
+
+def import_timm():
+    """Return the timm module, or None when timm is not installed."""
+    return _import_with_torchvision_standin("timm")
+
+
+def import_vit_pytorch_levit():
+    """Return the ``vit_pytorch.levit`` module, or None when vit-pytorch (or einops) is not installed."""
+    return _import_with_torchvision_standin("vit_pytorch.levit")

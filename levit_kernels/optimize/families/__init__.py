@@ -1,0 +1,13 @@
+"""One adapter per model family, and the one table of them (Liger-Kernel's model type → patch function idea).
+
+Each adapter module exposes ``NAME`` (what the family is), ``STRUCTURE`` (the attributes it is recognised by, for
+the refusal message), ``matches(model) -> bool`` (structure only: no model package is imported) and
+``describe(model) -> ModelDescription`` (block specs, folded). :func:`levit_kernels.optimize.recognize.describe` asks
+them in this order; adding a family is one module and one line here.
+"""
+from levit_kernels.optimize.families import (efficientformer, levit, timm_efficientformer, timm_levit,
+                                             vitpytorch_levit)
+
+FAMILIES = (levit, timm_levit, vitpytorch_levit, efficientformer, timm_efficientformer)
+
+__all__ = ["FAMILIES"]

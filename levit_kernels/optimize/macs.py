@@ -1,0 +1,51 @@
+"""Multiply-adds per image of each step of an optimized model, from its description (any family): the stem, every
+block, the head — what the profile and the end-to-end benchmarks divide by to report GFLOP/s and % of peak.
+
+Counted in LeViT's convention (:mod:`levit.flops`, the paper's): every projection and convolution, and per
+attention logit D (q·kᵀ) + 1 (softmax) + Dv (attention·v); normalisations, activations, pooling and residual adds
+are free. Folded weights have the shapes of the source's, so the counts are the source model's with its eval heads
+merged into one (LeViT-128S: ``levit.count_macs(name, distillation=False)`` exactly).
+"""
+from __future__ import annotations
+
+from levit_kernels.optimize.specs import Conv, ModelDescription, Projection
+from levit_kernels.reference import query_grid_side
+
+
+def _conv(conv: Conv, side: int) -> tuple[int, int]:
+    """(MACs, output side) of ``conv`` on a side×side map."""
+    out_side = conv.out_side(side)
+    c_out, c_in, kh, kw = conv.weight.shape
+    return out_side * out_side * c_out * c_in * kh * kw, out_side
+
+
+def _proj(p: Projection, tokens: int) -> int:
+    return tokens * p.weight.shape[0] * p.weight.shape[1]
+
+
+def step_macs(description: ModelDescription, image_side: int) -> list[int]:
+    """MACs per image of the stem, each block of ``description.blocks`` and the head, on square images."""
+    stem, side = 0, image_side
+    for conv in description.stem:
+        macs, side = _conv(conv, side)
+        stem += macs
+    steps = [stem]
+    for b in description.blocks:
+        n = side * side
+        if b.kind == "conv":
+            macs, side = _conv(b.conv, side)
+        elif b.kind == "pool":
+            macs = 0
+        elif b.kind == "mlp":
+            macs = _proj(b.fc1, n) + _proj(b.fc2, n)
+        elif b.kind == "attention":
+            macs = _proj(b.qkv, n) + b.heads * n * n * (b.key_dim + 1 + b.value_dim) + _proj(b.proj, n)
+        else:  # shrink
+            side = query_grid_side(side, b.stride)
+            nq = side * side
+            macs = (_proj(b.kv, n) + _proj(b.q, nq) + b.heads * nq * n * (b.key_dim + 1 + b.value_dim)
+                    + _proj(b.proj, nq))
+        steps.append(macs)
+    head = description.head_spec.classifier
+    steps.append(0 if head is None else _proj(head, 1))
+    return steps
