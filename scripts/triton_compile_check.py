@@ -172,8 +172,12 @@ def main(argv=None) -> int:
     started = time.time()
     print(f"triton_compile_check: {len(_JOBS)} compiles ({len(cases)} kernel × shape-class cases, dtypes "
           f"{','.join(dtypes)}, targets {','.join(f'sm_{c}' for c in targets)}, {args.jobs} jobs)", flush=True)
+    rows = []
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
-        rows = list(pool.imap(compile_one, range(len(_JOBS))))
+        for row in pool.imap(compile_one, range(len(_JOBS))):  # progress: one line per compile, in table order
+            rows.append(row)
+            print(f"[{len(rows)}/{len(_JOBS)}] {row['kernel']} [{row['config']}] {row['class']} {row['dtype']} "
+                  f"sm_{row['cc']}: {'; '.join(row['problems']) or 'ok'}", flush=True)
     text = table(rows)
     print(text)
     failed = [r for r in rows if r["problems"]]
