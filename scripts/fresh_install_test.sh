@@ -9,7 +9,9 @@
 # (a looser spec would pull a multi-GB CUDA build). Works on a copy of the checkout in a temp dir (removed after),
 # so the checkout's own in-place build is untouched.
 # Cost: the four extension builds, made cheap by ccache (installed when missing), which CCACHE_BASEDIR lets hit
-# across venvs and copies; the rest is venv creation and torch's unpacking.
+# across runs and copies; both venvs live at the same path in turn (A is removed once its wheel is built), so the
+# torch headers the compiler is pointed at have the same path too and venv B's builds hit A's. The rest is venv
+# creation and torch's unpacking.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
@@ -36,8 +38,10 @@ else
   cp -a "$ROOT/." "$WORK/src" && rm -rf "$WORK/src/build" "$WORK/src"/levit_kernels/_C*.so
 fi
 
-new_venv() {  # new_venv NAME [pip-upgrade]
-  local venv=$WORK/$1
+VENV=$WORK/venv
+new_venv() {  # new_venv LABEL [pip-upgrade]: a fresh venv at $VENV
+  local venv=$VENV
+  rm -rf "$venv"
   "$PY" -m venv "$venv"
   if [ "${2:-}" = pip-upgrade ]; then "$venv/bin/python" -m pip install -q -U pip; fi
   "$venv/bin/python" -m pip install -q -U setuptools wheel
@@ -48,8 +52,8 @@ new_venv() {  # new_venv NAME [pip-upgrade]
        "$("$venv/bin/python" -c 'import torch; print(torch.__version__)')"
 }
 
-check() {  # check VENV KIND (editable | site-packages): run from outside the checkout
-  local venv=$WORK/$1 kind=$2
+check() {  # check KIND (editable | site-packages): run from outside the checkout
+  local venv=$VENV kind=$1
   (cd "$WORK" && "$venv/bin/levit-kernels" info | sed 's/^/    /')
   (cd "$WORK" && "$venv/bin/python" - "$kind" "$WORK/src" <<'PY'
 import os, sys
@@ -77,23 +81,23 @@ PY
 
 new_venv a
 step "a: the README install (scripts/install.sh)"
-PYTHON=$WORK/a/bin/python bash "$WORK/src/scripts/install.sh"
-check a editable
+PYTHON=$VENV/bin/python bash "$WORK/src/scripts/install.sh"
+check editable
 step "a: pip wheel"
-(cd "$WORK/src" && "$WORK/a/bin/python" -m pip wheel -q --no-build-isolation --no-deps -w "$WORK/dist" .)
+(cd "$WORK/src" && "$VENV/bin/python" -m pip wheel -q --no-build-isolation --no-deps -w "$WORK/dist" .)
 
 new_venv b pip-upgrade
-PIP_B=("$WORK/b/bin/python" -m pip)
+PIP_B=("$VENV/bin/python" -m pip)
 "${PIP_B[@]}" install -q -r "$WORK/src/requirements.txt"
 step "b: pip install --no-build-isolation ."
 (cd "$WORK/src" && "${PIP_B[@]}" install -q --no-build-isolation .)
-check b site-packages
+check site-packages
 "${PIP_B[@]}" uninstall -q -y levit-kernels
 step "b: the wheel built in venv a ($(basename "$WORK"/dist/*.whl))"
 "${PIP_B[@]}" install -q "$WORK"/dist/*.whl
-check b site-packages
+check site-packages
 "${PIP_B[@]}" uninstall -q -y levit-kernels
 step "b: pip install --no-build-isolation -e ."
 (cd "$WORK/src" && "${PIP_B[@]}" install -q --no-build-isolation -e .)
-check b editable
+check editable
 step "passed"
