@@ -1,8 +1,10 @@
-"""Build levit-kernels: the Python package plus the C++ CPU kernels (levit_kernels._C) via torch's cpp_extension
-and ninja. Install without build isolation so the build uses the torch already installed (an isolated build env
-would download its own, possibly CUDA, torch):
+"""The C++ CPU kernels (levit_kernels._C), built by torch's cpp_extension and ninja; everything else about the
+package (metadata, dependencies, console script) is in pyproject.toml. Install without build isolation so the build
+uses the torch already installed (an isolated build env would download its own, possibly CUDA, torch):
 
-    pip install --no-build-isolation -e .
+    pip install --no-build-isolation -e .      (editable)
+    pip install --no-build-isolation .         (regular: _C lands in site-packages)
+    pip wheel --no-build-isolation --no-deps . (a wheel for other environments with the same torch)
 
 Environment:
     LEVIT_KERNELS_SANITIZE=1   build csrc with AddressSanitizer + UndefinedBehaviorSanitizer (tests only; python must
@@ -13,7 +15,7 @@ import glob
 import os
 import platform
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -56,20 +58,4 @@ def build_config():
     return {"ext_modules": ext, "cmdclass": {"build_ext": BuildExtension.with_options(use_ninja=True)}} if ext else {}
 
 
-setup(
-    name="levit-kernels",
-    version="0.1.0",
-    description="Fused CPU (C++) and GPU (Triton) kernels for LeViT, with a paper-exact PyTorch LeViT reference",
-    packages=find_packages(include=["levit_kernels", "levit_kernels.*", "levit", "levit.*"]),
-    package_data={"levit_kernels": ["data/*.txt"]},
-    python_requires=">=3.10",
-    # torch is deliberately unpinned-above: install the wheel you want first (the CPU wheel on CPU machines).
-    install_requires=["torch>=2.4", "numpy", "ninja", "pybind11"],
-    extras_require={
-        "gpu": ["triton>=3.2"],
-        "bench": ["pytest-benchmark", "matplotlib", "onnxruntime", "onnx", "onnxscript"],
-        "test": ["pytest", "pytest-benchmark", "hypothesis", "triton>=3.2", "pillow"],
-    },
-    entry_points={"console_scripts": ["levit-kernels=levit_kernels.cli:main"]},
-    **build_config(),
-)
+setup(**build_config())

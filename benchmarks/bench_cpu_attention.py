@@ -3,13 +3,18 @@ stage-1 attention (H=4, R=14, D=32, Dv=64) and the 14→7 shrink (H=8, D=32, Dv=
 of the packed qkv / kv projections and the Hardswish fused, as in the model. Eager is the model's eval path:
 levit_kernels.reference with the gathered (H, Nq, Nk) bias already cached.
 
+And levit_kernels.attention (the flash kernel) against torch.nn.functional.scaled_dot_product_attention (its CPU
+flash path) at T2T-ViT's shapes (issue 12): N = 3136 and 784 (D = 64, one head, batch 2) and the backbone's N = 197
+(6 heads of 64, batch 16); contiguous (B, H, N, D) inputs for both, SDPA's output left in its own (B, H, N, D)
+layout (ours is token-major: the layout change is ours to pay). FLOPs: 4·B·H·N²·D (the two products).
+
 pytest-benchmark, 1 thread and all threads (quick smoke run that also checks the outputs: ``--benchmark-disable``)::
 
     python -m pytest benchmarks/bench_cpu_attention.py [--benchmark-disable]
 
 Interleaved comparison (medians, GFLOP/s, speed-up) and the per-call dispatch overhead at batch 1::
 
-    python benchmarks/bench_cpu_attention.py [--reps 30] [--threads 1] [--peak-gflops 100]
+    python benchmarks/bench_cpu_attention.py [--reps 30] [--threads 1] [--ops attention shrink flash]
 
 With one thread the script times by the thread's CPU time (time.thread_time), which stays put when other
 processes time-slice the core; with more threads, wall time.
@@ -26,6 +31,7 @@ import torch
 
 import levit_kernels as lk
 from levit_kernels import reference, tolerances
+from levit_kernels.backends.cpu._loader import extension
 from levit_kernels.bench import timing
 
 BATCH, R, D = 16, 14, 32
@@ -71,20 +77,40 @@ def make_case(op: str, batch: int = BATCH, seed: int = 0):
     raise ValueError(op)
 
 
+# name: (batch, heads, N, D)
+FLASH_SHAPES = {"flash N3136": (2, 1, 3136, 64), "flash N784": (2, 1, 784, 64), "flash N197": (16, 6, 197, 64)}
+
+
+def make_flash_case(name: str, seed: int = 0):
+    """(SDPA fn, cpu fn, float64 reference fn, flops) for one of FLASH_SHAPES."""
+    b, h, n, d = FLASH_SHAPES[name]
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
+    return (lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v),
+            lambda: lk.attention(q, k, v, backend="cpu"),
+            lambda: reference.attention(q.double(), k.double(), v.double()),
+            4 * b * h * n * n * d)
+
+
 @pytest.fixture(params=[1, "all"], ids=lambda t: f"threads={t}")
 def threads(request):
     with timing.torch_threads(1 if request.param == 1 else os.cpu_count()):
         yield torch.get_num_threads()
 
 
-@pytest.mark.parametrize("impl", ["eager", "cpu"])
-@pytest.mark.parametrize("op", ["attention", "shrink"])
+@pytest.mark.parametrize("impl", ["baseline", "cpu"])
+@pytest.mark.parametrize("op", ["attention", "shrink", "flash N784", "flash N197"])
 def test_attention(benchmark, op, impl, threads):
+    """The fused op against its baseline: eager (LeViT's ops) or SDPA brought to the token-major layout (flash)."""
     ok, why = lk.availability("cpu")
     if not ok:
         pytest.skip(why)
-    eager, cpu, ref, flops = make_case(op)
-    out = benchmark(eager if impl == "eager" else cpu)
+    if op in FLASH_SHAPES:
+        sdpa, cpu, ref, flops = make_flash_case(op)
+        baseline = lambda: sdpa().transpose(1, 2).flatten(2)  # noqa: E731
+    else:
+        baseline, cpu, ref, flops = make_case(op)
+    out = benchmark(baseline if impl == "baseline" else cpu)
     assert tolerances.max_rel_error(out, ref()) <= tolerances.kernel_rtol(torch.float32)
     if benchmark.stats is not None:  # None under --benchmark-disable
         benchmark.extra_info["GFLOP/s"] = round(flops / benchmark.stats.stats.median / 1e9, 1)
@@ -139,25 +165,34 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ops", nargs="+", choices=("attention", "shrink", "flash"),
+                        default=["attention", "shrink", "flash"])
     parser.add_argument("--peak-gflops", type=float, default=None,
-                        help="one core's fp32 FMA peak, to print each result's share of it")
+                        help="one core's fp32 FMA peak, to print each result's share of it (default: measured by "
+                             "levit_kernels._C.fma_peak_gflops)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clock, clock_name = (time.thread_time, "thread CPU time") if args.threads == 1 else (time.perf_counter, "wall")
-    print(f"ISA {lk.cpu_isa()}, {args.threads} thread(s), {args.reps} interleaved reps, medians of {clock_name}")
-    cases = {op: make_case(op) for op in ("attention", "shrink")}
-    fns = {f"{op} {impl}": fn for op, (eager, cpu, _, _) in cases.items() for impl, fn in (("eager", eager),
-                                                                                             ("cpu", cpu))}
+    peak = args.peak_gflops * args.threads if args.peak_gflops else extension().fma_peak_gflops(args.threads)
+    print(f"ISA {lk.cpu_isa()}, {args.threads} thread(s), {args.reps} interleaved reps, medians of {clock_name}; "
+          f"FMA peak {peak:.1f} GFLOP/s")
+    cases = {op: make_case(op) for op in ("attention", "shrink") if op in args.ops}
+    if "flash" in args.ops:
+        cases.update({name: make_flash_case(name) for name in FLASH_SHAPES})
+    baseline = {op: "sdpa" if op in FLASH_SHAPES else "eager" for op in cases}
+    fns = {f"{op} {impl}": fn for op, (base, cpu, _, _) in cases.items()
+           for impl, fn in ((baseline[op], base), ("cpu", cpu))}
     t = interleaved_medians(fns, args.reps, clock)
     for op, (_, cpu, ref, flops) in cases.items():
         err = tolerances.max_rel_error(cpu(), ref())
-        te, tc = t[f"{op} eager"], t[f"{op} cpu"]
-        share = f" ({100 * flops / tc / 1e9 / (args.peak_gflops * args.threads):.0f}% of peak)" \
-            if args.peak_gflops else ""
-        print(f"{op:9s} eager {te * 1e3:7.2f} ms {flops / te / 1e9:6.1f} GFLOP/s | cpu {tc * 1e3:7.2f} ms "
-              f"{flops / tc / 1e9:6.1f} GFLOP/s{share} | speed-up {te / tc:.2f}x | max rel err {err:.1e}")
-    for name, us in dispatch_overhead_us(max(args.reps // 3, 5), clock).items():
-        print(f"per call: {name:46s} {us:8.1f} us")
+        te, tc = t[f"{op} {baseline[op]}"], t[f"{op} cpu"]
+        rate_e, rate_c = flops / te / 1e9, flops / tc / 1e9
+        print(f"{op:11s} {baseline[op]} {te * 1e3:8.2f} ms {rate_e:6.1f} GFLOP/s ({100 * rate_e / peak:.0f}%) | "
+              f"cpu {tc * 1e3:8.2f} ms {rate_c:6.1f} GFLOP/s ({100 * rate_c / peak:.0f}% of peak) | "
+              f"speed-up {te / tc:.2f}x | max rel err {err:.1e}")
+    if "attention" in args.ops:
+        for name, us in dispatch_overhead_us(max(args.reps // 3, 5), clock).items():
+            print(f"per call: {name:46s} {us:8.1f} us")
 
 
 if __name__ == "__main__":

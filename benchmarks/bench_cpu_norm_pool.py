@@ -2,7 +2,8 @@
 
 pool_mixer, every Meta4D stage of L1 (56²×48, 28²×96, 14²×224, 7²×448), against the eager chain timm's
 EfficientFormer runs, ``x + ls·(avg_pool2d(x) − x)`` (LayerScale2d's ``x · γ.view(1, −1, 1, 1)``), on an NCHW
-tensor and on the same tensor in channels_last memory; ours takes the channels-last (B, H, W, C) map.
+tensor and on the same tensor in channels_last memory; ours takes the channels-last (B, H, W, C) map, through the
+public op (argument checks, backend lookup) and through the backend function optimize() calls.
 layer_norm: the Meta3D LayerNorm (49 tokens × 448), F.layer_norm with and without the affine against ours.
 GB/s counts the bytes an ideal single pass moves (input read once, output written once).
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 
 import levit_kernels as lk
 from levit_kernels import reference, tolerances
+from levit_kernels.backends import cpu
 from levit_kernels.bench import cases, timing
 
 # EfficientFormer-L1: Meta4D stages (map side, width), and the Meta3D width (its last stage, 7×7 tokens).
@@ -51,9 +53,11 @@ def pool_case(side: int, c: int, batch: int, seed: int = 0):
         "eager NCHW": (timm_chain, [(x,) for x in nchw]),
         "eager channels_last": (timm_chain, [(x,) for x in nchw_cl]),
         "cpu": (lambda x: lk.pool_mixer(x, ls, 3, backend="cpu"), [(x,) for x in nhwc]),
+        "cpu backend fn": (lambda x: cpu.pool_mixer(x, ls, 3), [(x,) for x in nhwc]),
     }
     to_nhwc = lambda out: out.permute(0, 2, 3, 1)  # noqa: E731
-    checks = {"eager NCHW": to_nhwc, "eager channels_last": to_nhwc, "cpu": lambda out: out}
+    checks = {"eager NCHW": to_nhwc, "eager channels_last": to_nhwc, "cpu": lambda out: out,
+              "cpu backend fn": lambda out: out}
     ref = reference.pool_mixer(nhwc[0].double(), ls.double(), 3)
     return fns, checks, ref, 2 * set_bytes
 
@@ -67,6 +71,7 @@ def norm_case(tokens: int, c: int, batch: int, affine: bool, seed: int = 0):
     fns = {
         "F.layer_norm": (lambda x: F.layer_norm(x, (c,), w, b, 1e-5), [(x,) for x in xs]),
         "cpu": (lambda x: lk.layer_norm(x, w, b, 1e-5, backend="cpu"), [(x,) for x in xs]),
+        "cpu backend fn": (lambda x: cpu.layer_norm(x, w, b, 1e-5), [(x,) for x in xs]),
     }
     checks = {name: (lambda out: out) for name in fns}
     ref = reference.layer_norm(xs[0].double(), *(None if t is None else t.double() for t in (w, b)))

@@ -13,13 +13,19 @@ Layouts, detected by their keys (a ``{"model": sd}`` or ``{"state_dict": sd}`` w
 Every tensor is renamed to our key, and the result must fit the model exactly: any missing, unexpected or
 mis-shaped key raises :class:`CheckpointError` naming them (and the variant the checkpoint fits, when one does).
 Only ``num_batches_tracked`` may be absent (older checkpoints; it does not affect inference).
+
+Other families' layouts live in their own modules (``levit/checkpoint_<family>.py``; EfficientFormer:
+:mod:`levit.checkpoint_efficientformer`), which :func:`register_family` their loader and layout detector and reuse
+the machinery here (:func:`convert_state_dict`, :func:`first_fitting`, :func:`finish_load`, :func:`require_layout`),
+so every family reports problems the same way; :func:`load_checkpoint` dispatches by model class.
 """
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
@@ -118,20 +124,36 @@ def unwrap(checkpoint: Mapping) -> Mapping:
     return checkpoint
 
 
-def detect_layout(state_dict: Mapping) -> str:
-    """Which of :data:`LAYOUTS` ``state_dict`` (already unwrapped) is in, from its keys."""
+def _levit_layout(state_dict: Mapping) -> Optional[str]:
+    """Which of :data:`LAYOUTS` ``state_dict`` is in, or None when it is no LeViT checkpoint."""
     keys = set(state_dict)
     if "patch_embed.0.c.weight" in keys:
         return "official"
-    if "stem.conv1.conv.weight" in keys:
+    if "stem.conv1.conv.weight" in keys and not any(k.startswith("stages.") for k in keys):  # EfficientFormer's has
         return "native"
     if "stem.conv1.linear.weight" in keys:
         qkv = state_dict.get("stages.0.blocks.0.attn.qkv.linear.weight")
         return "timm_conv" if isinstance(qkv, torch.Tensor) and qkv.dim() == 4 else "timm"
+    return None
+
+
+def detect_layout(state_dict: Mapping) -> str:
+    """Which of :data:`LAYOUTS` ``state_dict`` (already unwrapped) is in, from its keys."""
+    return require_layout(state_dict, _levit_layout, LeViT,
+                          "the keys of an official LeViT, timm levit_*, timm levit_conv_* or levit state dict (e.g. "
+                          "'patch_embed.0.c.weight', 'stem.conv1.linear.weight')")
+
+
+def require_layout(state_dict: Mapping, layout_of, model_type: type, expected: str) -> str:
+    """``layout_of(state_dict)``, or a CheckpointError saying what was ``expected``, what came, and whose
+    checkpoint it is when another family's."""
+    layout = layout_of(state_dict)
+    if layout is not None:
+        return layout
+    keys = set(state_dict)
     sample = ", ".join(sorted(keys)[:6])
-    raise CheckpointError(f"unrecognised checkpoint layout: expected the keys of an official LeViT, timm levit_*, "
-                          f"timm levit_conv_* or levit state dict (e.g. 'patch_embed.0.c.weight', "
-                          f"'stem.conv1.linear.weight'); got {len(keys)} keys such as {sample}")
+    raise CheckpointError(f"unrecognised checkpoint layout{other_family_hint(state_dict, model_type)}: expected "
+                          f"{expected}; got {len(keys)} keys such as {sample}")
 
 
 def _listed(items: list[str]) -> str:
@@ -234,7 +256,11 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Mapping:
             raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package") from None
         reader = lambda: load_file(path, device="cpu")  # noqa: E731
     else:
-        reader = lambda: torch.load(path, map_location="cpu", weights_only=True)  # noqa: E731
+        def reader():
+            # Training checkpoints of timm's CheckpointSaver (the official T2T-ViT ones) also pickle the run's
+            # argparse.Namespace; it holds plain values, so allowing it keeps the load weights-only.
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                return torch.load(path, map_location="cpu", weights_only=True)
     try:
         return reader()
     except Exception as exc:  # garbage, truncation, pickled code: torch's message is pages long, ours one line
@@ -258,19 +284,42 @@ def finish_load(model, layout: str, converted: dict, problems: list[str], fittin
     return model
 
 
-def _load_levit(model: LeViT, state_dict: Mapping) -> LeViT:
+def _load_levit(model: LeViT, checkpoint: Mapping) -> LeViT:
+    state_dict = unwrap(checkpoint)
     layout = detect_layout(state_dict)
     converted, problems = _convert(state_dict, layout, model)
     return finish_load(model, layout, converted, problems, lambda: _fitting_variant(state_dict, layout, model))
 
 
-# Model class → loader(model, unwrapped state dict), one per family. The other families' modules
-# (levit/checkpoint_<family>.py, imported by levit/__init__.py) register theirs with register_loader.
-_LOADERS: dict[type, object] = {LeViT: _load_levit}
+# Model class → (loader(model, the checkpoint's mapping as read: each family unwraps its own wrappers),
+# layout_of(state dict) → layout name or None), one per family.
+# The other families' modules (levit/checkpoint_<family>.py, imported by levit/__init__.py) register theirs.
+_FAMILIES: dict[type, tuple] = {LeViT: (_load_levit, _levit_layout)}
 
 
-def register_loader(model_type: type, loader) -> None:
-    _LOADERS[model_type] = loader
+def register_family(model_type: type, loader, layout_of) -> None:
+    """Make :func:`load_checkpoint` hand ``model_type`` models to ``loader``; ``layout_of`` names the family's
+    checkpoints in the other families' "unrecognised layout" errors."""
+    _FAMILIES[model_type] = (loader, layout_of)
+
+
+def other_family_hint(state_dict: Mapping, model_type: type) -> str:
+    """' (the keys are <Family>'s, <layout> layout: ...)' when another family's checkpoint came, else ''."""
+    for family, (_, layout_of) in _FAMILIES.items():
+        layout = None if family is model_type else layout_of(state_dict)
+        if layout is not None:
+            return f" (the keys are {family.__name__}'s, {layout} layout: load it into a levit.{family.__name__})"
+    return ""
+
+
+def as_mapping(checkpoint) -> Mapping:
+    """The tensors of a checkpoint path (:func:`read_checkpoint`) or the given mapping; anything else raises."""
+    if isinstance(checkpoint, (str, os.PathLike)):
+        checkpoint = read_checkpoint(checkpoint)
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f"load_checkpoint: argument 'checkpoint' must be a path or a state dict, "
+                        f"got {type(checkpoint).__name__}")
+    return checkpoint
 
 
 def load_checkpoint(model, checkpoint):
@@ -281,16 +330,11 @@ def load_checkpoint(model, checkpoint):
     ``attention_bias_idxs``, and the variant the checkpoint belongs to when it fits another one. Nothing is
     loaded unless everything fits.
     """
-    loader = next((f for t, f in _LOADERS.items() if isinstance(model, t)), None)
+    loader = next((f for t, (f, _) in _FAMILIES.items() if isinstance(model, t)), None)
     if loader is None:
-        kinds = " or ".join(f"levit.{t.__name__}" for t in _LOADERS)
+        kinds = " or ".join(f"levit.{t.__name__}" for t in _FAMILIES)
         raise TypeError(f"load_checkpoint: argument 'model' must be a {kinds}, got {type(model).__name__}")
-    if model.fused:
+    if getattr(model, "fused", False):
         raise CheckpointError(f"load_checkpoint: {model.name} is fused (its BatchNorms are folded); load the "
                               f"checkpoint before fuse()")
-    if isinstance(checkpoint, (str, os.PathLike)):
-        checkpoint = read_checkpoint(checkpoint)
-    if not isinstance(checkpoint, Mapping):
-        raise TypeError(f"load_checkpoint: argument 'checkpoint' must be a path or a state dict, "
-                        f"got {type(checkpoint).__name__}")
-    return loader(model, unwrap(checkpoint))
+    return loader(model, as_mapping(checkpoint))

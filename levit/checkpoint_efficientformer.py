@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Optional
 
 from levit import checkpoint as common
 from levit.checkpoint import CheckpointError
@@ -76,8 +77,8 @@ def bias_index_keys(model: EfficientFormer, scheme: str) -> dict[str, tuple]:
             for name, m in model.named_modules() if hasattr(m, "attention_biases")}
 
 
-def detect_layout(state_dict: Mapping) -> str:
-    """Which of :data:`LAYOUTS` ``state_dict`` (already unwrapped) is in, from its keys."""
+def layout_of(state_dict: Mapping) -> Optional[str]:
+    """Which of :data:`LAYOUTS` ``state_dict`` is in, or None when it is no EfficientFormer checkpoint."""
     keys = set(state_dict)
     if "patch_embed.0.weight" in keys and any(k.startswith("network.") for k in keys):
         return "official"
@@ -85,14 +86,15 @@ def detect_layout(state_dict: Mapping) -> str:
         return "timm"
     if "stem.conv1.conv.weight" in keys and any(k.startswith("stages.") for k in keys):
         return "native"
-    try:
-        other = f" (it looks like a LeViT {common.detect_layout(state_dict)} checkpoint)"
-    except CheckpointError:
-        other = ""
-    sample = ", ".join(sorted(keys)[:6])
-    raise CheckpointError(f"unrecognised checkpoint layout{other}: expected the keys of a timm efficientformer_*, "
-                          f"official EfficientFormer or levit EfficientFormer state dict (e.g. 'stem.conv1.weight', "
-                          f"'patch_embed.0.weight', 'stem.conv1.conv.weight'); got {len(keys)} keys such as {sample}")
+    return None
+
+
+def detect_layout(state_dict: Mapping) -> str:
+    """Which of :data:`LAYOUTS` ``state_dict`` (already unwrapped) is in, from its keys."""
+    return common.require_layout(state_dict, layout_of, EfficientFormer,
+                                 "the keys of a timm efficientformer_*, official EfficientFormer or levit "
+                                 "EfficientFormer state dict (e.g. 'stem.conv1.weight', 'patch_embed.0.weight', "
+                                 "'stem.conv1.conv.weight')")
 
 
 def convert(state_dict: Mapping, layout: str, model: EfficientFormer) -> tuple[dict, list[str]]:
@@ -110,12 +112,13 @@ def _fitting_variant(state_dict: Mapping, layout: str, model: EfficientFormer) -
     return common.first_fitting(state_dict, layout, builders, convert)
 
 
-def load(model: EfficientFormer, state_dict: Mapping) -> EfficientFormer:
-    """The EfficientFormer loader :func:`levit.load_checkpoint` dispatches to (``state_dict`` unwrapped)."""
+def load(model: EfficientFormer, checkpoint: Mapping) -> EfficientFormer:
+    """The EfficientFormer loader :func:`levit.load_checkpoint` dispatches to."""
+    state_dict = common.unwrap(checkpoint)
     layout = detect_layout(state_dict)
     converted, problems = convert(state_dict, layout, model)
     return common.finish_load(model, layout, converted, problems,
                               lambda: _fitting_variant(state_dict, layout, model))
 
 
-common.register_loader(EfficientFormer, load)
+common.register_family(EfficientFormer, load, layout_of)

@@ -104,6 +104,9 @@ class LayerScale(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * (self.gamma[:, None, None] if self.channels_first else self.gamma)
 
+    def extra_repr(self) -> str:
+        return f"{self.gamma.numel()}, channels_first={self.channels_first}"
+
 
 @torch.no_grad()
 def _scale_rows(weight: torch.Tensor, bias: torch.Tensor, gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

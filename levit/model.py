@@ -193,6 +193,15 @@ def build_block(shape: BlockShape, drop_path: float = 0.0) -> nn.Module:
     raise TypeError(f"build_block: unknown block shape {type(shape).__name__}")
 
 
+def check_images(model_name: str, x, img_size: int, channels: int = 3) -> None:
+    """A model's input must be a (B, channels, img_size, img_size) tensor; the error names the model and the shape."""
+    expected = (channels, img_size, img_size)
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != expected:
+        got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{model_name}: input must be images of shape (B, {', '.join(map(str, expected))}), "
+                         f"got {got}")
+
+
 class LeViT(nn.Module):
     """A LeViT variant. Eval returns the mean of the classifier and distillation heads' logits; training returns
     ``(cls, dist)`` (one tensor without distillation). :meth:`fuse` folds every BatchNorm for inference."""
@@ -219,11 +228,7 @@ class LeViT(nn.Module):
         return self.spec.name
 
     def _check_input(self, x) -> None:
-        expected = (3, self.img_size, self.img_size)
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{self.name}: input must be images of shape (B, {', '.join(map(str, expected))}), "
-                             f"got {got}")
+        check_images(self.name, x, self.img_size)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, S, S) → last-stage tokens (B, N, C)."""

@@ -1,8 +1,9 @@
 """levit-kernels: fused CPU (C++) and GPU (Triton) kernels for LeViT.
 
 Public ops (semantics in :mod:`levit_kernels.reference`): :func:`biased_attention`, :func:`shrink_attention`,
-:func:`mlp`, :func:`linear`, :func:`layer_norm`, :func:`pool_mixer` (EfficientFormer's Meta4D token mixer);
-:func:`fold_batchnorm` for callers that fold BatchNorm themselves.
+:func:`attention` (softmax attention over long sequences, flash-style), :func:`mlp`, :func:`linear`,
+:func:`layer_norm`, :func:`pool_mixer` (EfficientFormer's Meta4D token mixer); :func:`fold_batchnorm` for callers
+that fold BatchNorm themselves.
 Whole models: :func:`optimize` (a LeViT — this project's or timm's — on the fused ops) and :func:`verify` (its
 end-to-end equivalence with the eager model).
 
@@ -27,6 +28,7 @@ _LAZY = {
     "BACKENDS": ("levit_kernels.backends", "BACKENDS"),
     "availability": ("levit_kernels.backends", "availability"),
     "cpu_isa": ("levit_kernels.backends.cpu", "cpu_isa"),
+    "attention": ("levit_kernels.ops", "attention"),
     "biased_attention": ("levit_kernels.ops", "biased_attention"),
     "shrink_attention": ("levit_kernels.ops", "shrink_attention"),
     "mlp": ("levit_kernels.ops", "mlp"),
@@ -36,8 +38,8 @@ _LAZY = {
     "verify": ("levit_kernels.optimize.verify", "verify"),
 }
 
-__all__ = ["biased_attention", "shrink_attention", "mlp", "linear", "layer_norm", "pool_mixer", "fold_batchnorm",
-           "reference", "BACKENDS", "availability", "cpu_isa", "optimize", "verify", "__version__"]
+__all__ = ["attention", "biased_attention", "shrink_attention", "mlp", "linear", "layer_norm", "pool_mixer",
+           "fold_batchnorm", "reference", "BACKENDS", "availability", "cpu_isa", "optimize", "verify", "__version__"]
 
 
 def __getattr__(name: str):

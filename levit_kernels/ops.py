@@ -10,7 +10,7 @@ import torch
 
 from levit_kernels import _checks as check
 from levit_kernels import backends
-from levit_kernels.reference import query_grid_side
+from levit_kernels.reference import ACTIVATIONS, query_grid_side
 
 # Largest pool_mixer window (the CPU kernel keeps a window's row table on the stack: csrc/pool/pool_kernel.h).
 MAX_POOL_SIZE = 129
@@ -78,6 +78,50 @@ def shrink_attention(x: torch.Tensor, q_weight: torch.Tensor, q_bias: torch.Tens
     impl = backends.implementation(op, backend, x.device)
     return impl.shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale,
                                  activation)
+
+
+def _attention_bias(op, bias, full_shape):
+    """Check a dense additive bias against (B, H, Nq, Nk): torch broadcasting (fewer leading dims, size-1 dims)."""
+    check.tensor(op, "bias", bias, None)
+    names = ("batch", "heads", "queries", "keys")
+    expected = f"broadcastable to (B, H, Nq, Nk) = {tuple(full_shape)}"
+    if bias.dim() > 4:
+        check.fail(op, "bias", expected, f"shape {tuple(bias.shape)}")
+    lead = 4 - bias.dim()
+    for i, size in enumerate(bias.shape):
+        want = full_shape[lead + i]
+        if size not in (1, want):
+            check.fail(op, "bias", f"{expected}: size {want} or 1 in dim {i} ({names[lead + i]})",
+                       f"shape {tuple(bias.shape)}")
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional[float] = None,
+              bias: Optional[torch.Tensor] = None, activation: Optional[str] = None,
+              backend: str = "auto") -> torch.Tensor:
+    """Multi-head softmax attention ``act(softmax(scale·q·kᵀ + bias) · v)`` over any number of keys (flash-style:
+    keys tiled with an online softmax, no Nq×Nk matrix); returns (B, Nq, H·Dv). See reference.attention."""
+    op = "attention"
+    check.tensor(op, "q", q, 4, "(B, H, Nq, D)")
+    check.tensor(op, "k", k, 4, "(B, H, Nk, D)")
+    check.tensor(op, "v", v, 4, "(B, H, Nk, Dv)")
+    b, h, nq, d = q.shape
+    check.dim_equals(op, "k", k, 0, b, "batch, as q")
+    check.dim_equals(op, "k", k, 1, h, "heads, as q")
+    check.dim_equals(op, "k", k, 3, d, "key dim, as q")
+    nk = k.shape[2]
+    check.dim_equals(op, "v", v, 0, b, "batch, as q")
+    check.dim_equals(op, "v", v, 1, h, "heads, as q")
+    check.dim_equals(op, "v", v, 2, nk, "keys, as k")
+    if d == 0 or v.shape[3] == 0 or nk == 0:
+        check.fail(op, "q/k/v", "non-empty head dims and at least one key",
+                   f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if bias is not None:
+        _attention_bias(op, bias, (b, h, nq, nk))
+    check.same_dtype_device(op, [("q", q), ("k", k), ("v", v), ("bias", bias)])
+    scale = check.scale(op, scale, d)
+    activation = check.activation(op, activation, ACTIVATIONS)
+    impl = backends.implementation(op, backend, q.device)
+    return impl.attention(q, k, v, scale, bias, activation)
 
 
 def mlp(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,

@@ -7,6 +7,7 @@ ops in :mod:`levit_kernels.ops` validate); the functions compute in the dtype th
 from __future__ import annotations
 
 import functools
+import math
 from typing import Optional
 
 import torch
@@ -34,7 +35,11 @@ def _bias_index_cpu(resolution: int, stride: int) -> torch.Tensor:
 
 def attention_bias_index(resolution: int, stride: int = 1, device=None) -> torch.Tensor:
     """(Nq, Nk) int64 index into a head's row of the (H, R²) bias table: ``|yi·s − yj|·R + |xi·s − xj|``."""
-    idx = _bias_index_cpu(int(resolution), int(stride))
+    # Under tracing (torch.compile, torch.export and so torch.onnx.export) the cache would keep the traced (fake)
+    # tensor and hand it to every later eager call, which then fails: measured, an ONNX export before the first
+    # eager forward broke the float64 reference model after it. Traced code builds the index afresh.
+    build = _bias_index_cpu.__wrapped__ if torch.compiler.is_compiling() else _bias_index_cpu
+    idx = build(int(resolution), int(stride))
     return idx if device is None else idx.to(device)
 
 
@@ -131,6 +136,29 @@ def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, st
     xs = subsample_tokens(x, resolution, stride)
     q = linear(xs, q_weight, q_bias).reshape(b, -1, heads, key_dim).transpose(1, 2)
     return biased_attention(q, k, v, attention_biases, resolution, stride, scale, activation)
+
+
+def performer_features(x, w):
+    """Positive random features of the Gaussian (softmax) kernel, T2T-ViT's performer token layer:
+    ``exp(x·wᵀ − |x|²/2) / √m`` for x (B, N, D) and the frozen random matrix w (m, D), as (B, N, m).
+
+    Computed in at least fp32 (float64 stays float64), as the official code does: the rows of w have norm √m, so
+    the exponent reaches m/2 = 16 (at |x| = √m along a row) and exp would overflow fp16 (max 65504 ≈ e^11).
+    """
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    x = x.to(dtype)
+    half_sq_norm = (x * x).sum(dim=-1, keepdim=True) / 2
+    return torch.exp(x @ w.to(dtype).transpose(0, 1) - half_sq_norm) / math.sqrt(w.shape[0])
+
+
+def performer_attention(q, k, v, w, eps=1e-8):
+    """T2T-ViT's single-head linear attention with the random features φ of :func:`performer_features`:
+    ``φ(q) · (φ(k)ᵀ v) / (φ(q) · Σₜ φ(kₜ) + eps)`` for q, k (B, N, D), v (B, N, Dv), w (m, D), as (B, N, Dv) in at
+    least fp32. Linear in N: the N×N matrix φ(q)·φ(k)ᵀ is never formed, the products go through (m, Dv)."""
+    qp, kp = performer_features(q, w), performer_features(k, w)
+    kv = v.to(qp.dtype).transpose(1, 2) @ kp                  # (B, Dv, m)
+    normaliser = qp @ kp.sum(dim=1).unsqueeze(-1)             # (B, N, 1)
+    return (qp @ kv.transpose(1, 2)) / (normaliser + eps)
 
 
 def fold_batchnorm(weight: torch.Tensor, bias: Optional[torch.Tensor], bn) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,8 +1,12 @@
 """Accuracy contract of every kernel, in one place.
 
-Errors are measured as ``max|out - ref| / max(max|ref|, 1)`` against a float64 reference computed from the same
+Errors are measured as ``max|out - ref| / max(max|ref|, scale)`` against a float64 reference computed from the same
 inputs (see :func:`max_rel_error`): relative to the output's scale, so rows whose values pass near zero do not
-inflate it. Tests, ``verify`` and the benchmarks' sanity checks all read these numbers.
+inflate it, and never to an absolute floor, so the tolerance means the same at every magnitude of the operands (an
+all-zero output is wrong by 1 whether the outputs are 1e-3 or 1e3). ``scale`` is the magnitude of the terms behind
+the outputs (the largest sum of |terms| over any output, which the tests compute per op): rounding is relative to
+that, not to an output that cancellation made small. Tests, ``verify`` and the benchmarks' sanity checks all read
+these numbers.
 """
 from __future__ import annotations
 
@@ -31,8 +35,12 @@ MODEL_LOWP_ERROR_RATIO = 2.0
 FUSE_FP32_RTOL = 1e-5
 
 
-def max_rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """``max|out - ref| / max(max|ref|, 1)`` in float64; NaN/inf anywhere in either gives inf."""
+def max_rel_error(out: torch.Tensor, ref: torch.Tensor, scale: float = 0.0) -> float:
+    """``max|out - ref| / max(max|ref|, scale)`` in float64; NaN/inf anywhere in either gives inf.
+
+    ``scale``: the magnitude of the terms that formed the outputs (e.g. max over outputs of Σ|wᵢ·xᵢ| for a
+    product), for outputs that may cancel far below it. Where both are 0 only an exact match has error 0.
+    """
     out64, ref64 = out.detach().to(torch.float64), ref.detach().to(torch.float64)
     if out64.shape != ref64.shape:
         raise ValueError(f"shape mismatch: out {tuple(out64.shape)} vs ref {tuple(ref64.shape)}")
@@ -40,8 +48,11 @@ def max_rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
         return 0.0
     if not (torch.isfinite(out64).all() and torch.isfinite(ref64).all()):
         return float("inf")
-    scale = max(ref64.abs().max().item(), 1.0)
-    return (out64 - ref64).abs().max().item() / scale
+    diff = (out64 - ref64).abs().max().item()
+    scale = max(ref64.abs().max().item(), float(scale))
+    if scale == 0.0:
+        return 0.0 if diff == 0.0 else float("inf")
+    return diff / scale
 
 
 def large_logit_rtol(dtype: torch.dtype, logit_magnitude: float) -> float:

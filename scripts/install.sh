@@ -12,6 +12,10 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   "${PIP[@]}" "torch==2.13.0"
 fi
 "${PIP[@]}" -r requirements.txt
+# The build backend (pyproject.toml's build-system.requires): --no-build-isolation below makes pip use what is
+# installed rather than install it, and a fresh venv has an old setuptools (Python 3.11) or none (3.12+). A
+# requirement already met is left alone, so reruns change nothing.
+"${PIP[@]}" "setuptools>=64" wheel
 if [ "${1:-}" = "--dev" ]; then
   "${PIP[@]}" -r requirements-dev.txt
   # timm is used by the tests only, to check drop-in support of its models. Its import needs torchvision, which
@@ -23,5 +27,6 @@ if [ "${1:-}" = "--dev" ]; then
   # and einops, installed alongside.
   "${PIP[@]}" --no-deps "vit-pytorch==1.26.14" "einops==0.8.2"
 fi
-# --no-build-isolation: build against the torch installed above rather than one pip would download.
+# --no-build-isolation: build against the torch installed above rather than one pip would download (an isolated
+# build would fetch its own torch, possibly a multi-GB CUDA build, and link the extension against that one).
 "${PIP[@]}" --no-build-isolation -e .

@@ -62,7 +62,7 @@ check_reports
 # ---- 3. CPU op tests in Python --------------------------------------------------------------------------------------
 # The reliability tests' triton cases add nothing here (no C++ runs in them) and are slow: left out.
 tests=(tests/test_cpu_attention.py tests/test_cpu_gemm.py tests/test_cpu_isa.py tests/test_property.py
-       tests/test_extremes.py tests/test_concurrency.py -k "not triton")
+       tests/test_extremes.py tests/test_concurrency.py tests/test_norm_pool.py -k "not triton")
 [ $# -gt 0 ] && tests=("$@")
 echo "== pytest ${tests[*]} under ASan+UBSan"
 (cd "$tree" && LD_PRELOAD=$preload PYTHONPATH=$tree "$PY" -m pytest -q -p no:cacheprovider "${tests[@]}") || status=1

@@ -11,6 +11,13 @@ PY=${PYTHON:-python3}
 # NEON under qemu-aarch64 (installs g++-aarch64-linux-gnu and qemu-user when missing).
 bash scripts/neon_test.sh --native
 bash scripts/neon_test.sh
+# Every Triton kernel compiled ahead of time for sm_80 and sm_90 (no GPU needed): fails on a compile error, shared
+# memory over the target's limit or register spills; the table goes to benchmarks/results/. --quick: each config at
+# its kernel's first shape class, fp32 and bf16 (the full matrix is many CPU-minutes cold; Triton's cache makes
+# reruns with unchanged kernels cheap).
+"$PY" scripts/triton_compile_check.py --targets sm_80,sm_90 --quick
+# The README install in fresh venvs (bundled and newest pip, newest setuptools), every install kind.
+bash scripts/fresh_install_test.sh
 # AddressSanitizer + UndefinedBehaviorSanitizer build of csrc: the C++ tests and the CPU op tests again; fails on any
 # report (about 9 minutes on 2 cores, most of it the instrumented build).
 bash scripts/sanitize_test.sh

@@ -17,6 +17,17 @@ def seed(request):
     return value
 
 
+@pytest.fixture(scope="session")
+def timm():
+    """The real timm (imported through tests/support/timm_compat.py); tests using it skip without timm."""
+    from support.timm_compat import import_timm
+
+    module = import_timm()
+    if module is None:
+        pytest.skip("timm is not installed")
+    return module
+
+
 @pytest.fixture
 def gen(seed):
     return torch.Generator().manual_seed(seed)
@@ -29,8 +40,9 @@ def pytest_runtest_makereport(item, call):
                 print(f"\n[levit-kernels] {item.nodeid} failed with seed {value} (rerun: LEVIT_TEST_SEED={value})")
 
 
-def assert_close_to_reference(out, ref64, dtype, what="output", rtol=None):
-    """Kernel output vs float64 reference, under the dtype's tolerance from levit_kernels.tolerances."""
+def assert_close_to_reference(out, ref64, dtype, what="output", rtol=None, scale=0.0):
+    """Kernel output vs float64 reference, under the dtype's tolerance from levit_kernels.tolerances (relative to
+    max|ref64| or ``scale``, the magnitude of the terms behind the outputs, whichever is larger)."""
     tol = tolerances.kernel_rtol(dtype) if rtol is None else rtol
-    err = tolerances.max_rel_error(out, ref64)
+    err = tolerances.max_rel_error(out, ref64, scale)
     assert err <= tol, f"{what}: max relative error {err:.3e} > tolerance {tol:.1e} ({dtype})"

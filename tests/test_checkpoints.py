@@ -9,7 +9,6 @@ import torch
 import levit
 from levit.checkpoint import CheckpointError, detect_layout, key_map, load_checkpoint
 from levit_kernels import reference, tolerances
-from support.timm_compat import import_timm
 
 # Keys of the official LeViT-128S checkpoint (facebookresearch/LeViT), as listed in the project's facts file.
 OFFICIAL_128S_KEYS = ["patch_embed.0.c.weight", "patch_embed.0.bn.running_var", "patch_embed.6.c.weight",
@@ -107,14 +106,6 @@ def test_checkpoint_without_num_batches_tracked_loads(gen, source):
 
 
 # -------------------------------------------------------------------------------------------- the real timm
-@pytest.fixture(scope="module")
-def timm():
-    module = import_timm()
-    if module is None:
-        pytest.skip("timm is not installed")
-    return module
-
-
 @pytest.mark.parametrize("timm_name,ours", [("levit_128s", "levit_128s"), ("levit_conv_128s", "levit_128s"),
                                             ("levit_256", "levit_256")])
 def test_real_timm_models_load_and_match(timm, gen, timm_name, ours):

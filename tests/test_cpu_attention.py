@@ -195,11 +195,12 @@ def test_nan_inf_pattern_matches_reference(isa, gen, activation):
 def test_threads_give_identical_results(gen):
     """Each work item runs on one thread: the thread count cannot change a single bit."""
     inputs = attention_inputs(gen, 3, 4, 7, 1, 16, 32, "packed")
-    with torch_threads(1):
+    with torch_threads(1), _debug.poisoned_outputs():
         one = ops.biased_attention(*inputs, 7, 1, backend="cpu")
-    with torch_threads(max(2, torch.get_num_threads())):
+    with torch_threads(max(2, torch.get_num_threads())), _debug.poisoned_outputs():
         many = ops.biased_attention(*inputs, 7, 1, backend="cpu")
     assert torch.equal(one, many)
+    assert_close_to_reference(one, reference.biased_attention(*(t.double() for t in inputs), 7, 1), torch.float32)
 
 
 def test_auto_picks_cpu_for_cpu_tensors(gen):

@@ -179,11 +179,12 @@ def test_thread_count_does_not_change_results(gen, tokens):
     w2, b2 = _weights(gen, 72, 100)
     outs = []
     for threads in (1, 2, 3):
-        with torch_threads(threads):
+        with torch_threads(threads), poisoned_outputs():
             outs.append((lk.linear(x, w, b, "hardswish", backend="cpu"), lk.mlp(x, w, b, w2, b2, backend="cpu")))
     for lin, mlp in outs[1:]:
         assert torch.equal(lin, outs[0][0]) and torch.equal(mlp, outs[0][1])
-    _check_linear(x, w, b, "hardswish", None, "linear")
+    assert_close_to_reference(outs[0][0], reference.linear(*_f64(x, w, b), "hardswish"), torch.float32, "linear")
+    assert_close_to_reference(outs[0][1], reference.mlp(*_f64(x, w, b, w2, b2)), torch.float32, "mlp")
 
 
 # ---- packed-weight cache -------------------------------------------------------------------------------------
@@ -245,7 +246,8 @@ def test_cache_concurrent_first_use(gen):
     results = [None] * 8
 
     def worker(i):
-        results[i] = (lk.linear(x, w, b, "hardswish", backend="cpu"), lk.mlp(x, w, b, w2, b2, backend="cpu"))
+        with poisoned_outputs():
+            results[i] = (lk.linear(x, w, b, "hardswish", backend="cpu"), lk.mlp(x, w, b, w2, b2, backend="cpu"))
 
     run_threads(worker, 8)
     for lin, mlp in results[1:]:

@@ -6,10 +6,11 @@ import torch
 import torch.nn as nn
 
 import levit
-from levit.flops import PAPER_MACS, attention_core_macs
+from levit.flops import PAPER_MACS
 from levit.fuse import fold_batchnorm_into_next
 from levit.model import MLP, Attention, Residual, ShrinkAttention
 from levit_kernels import reference, tolerances
+from support.macs import forward_macs
 
 
 @pytest.mark.parametrize("name", list(PAPER_MACS))
@@ -22,30 +23,8 @@ def test_macs_within_one_percent_of_the_paper(name):
 def test_macs_equal_the_work_of_a_forward_pass(monkeypatch, gen, name, distillation):
     """Count the multiply-adds of every Conv/Linear the model really runs, plus each attention core, by hooks."""
     model = levit.create_model(name, distillation=distillation).eval()
-    counted = []
-
-    def on_linear(module, inputs, output):
-        counted.append(module.in_features * output.numel())
-
-    def on_conv(module, inputs, output):
-        k = module.kernel_size[0] * module.kernel_size[1]
-        counted.append(module.in_channels * k * output.numel())
-
-    real = reference.biased_attention
-
-    def on_attention(q, k, v, *args, **kwargs):
-        counted.append(attention_core_macs(q.shape[1], q.shape[2], k.shape[2], q.shape[3], v.shape[3]))
-        return real(q, k, v, *args, **kwargs)
-
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            m.register_forward_hook(on_linear)
-        elif isinstance(m, nn.Conv2d):
-            m.register_forward_hook(on_conv)
-    monkeypatch.setattr(reference, "biased_attention", on_attention)
-    with torch.no_grad():
-        model(torch.randn(1, 3, 224, 224, generator=gen))
-    assert sum(counted) == levit.count_macs(name, distillation=distillation)
+    x = torch.randn(1, 3, 224, 224, generator=gen)
+    assert forward_macs(model, x, monkeypatch) == levit.count_macs(name, distillation=distillation)
 
 
 def _randomized(name, gen):

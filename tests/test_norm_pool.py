@@ -76,10 +76,20 @@ def assert_same_special_pattern(out, ref, dtype, what):
 # ---- pool_mixer -------------------------------------------------------------------------------------------------
 
 
+# The Triton interpreter runs a program's every op in numpy (~1 min per 56² map on a shared 2-core machine): there,
+# one image, and the low-precision run only where the map is at most this many values.
+INTERPRETED_LOWP_MAX = 100_000
+
+
+def _model_shape_dtypes(target, numel):
+    dtypes = targets.dtypes_of(target)
+    return dtypes[:1] if target.interpreted and numel > INTERPRETED_LOWP_MAX else dtypes
+
+
 @pytest.mark.parametrize("side,c", POOL_SHAPES, ids=lambda v: str(v))
 def test_pool_mixer_efficientformer_shapes(target, gen, side, c):
     batch = 1 if target.interpreted else 2
-    for dtype in targets.dtypes_of(target):
+    for dtype in _model_shape_dtypes(target, side * side * c):
         x = randn(gen, batch, side, side, c, dtype=dtype, device=target.device)
         ls = randn(gen, c, dtype=dtype, device=target.device)
         check(target, POOL_MIXER, [x, ls, 3], what=f"{side}x{side}x{c} {dtype}")
@@ -151,6 +161,8 @@ def _affine(gen, c, with_weight, with_bias, dtype, device):
 
 @pytest.mark.parametrize("shape", NORM_SHAPES, ids=str)
 def test_layer_norm_model_shapes(target, gen, shape):
+    if target.interpreted:  # rows are independent: the width is what a shape tests; 197 rows keep several tiles
+        shape = (shape[0], min(shape[1], 197), shape[2])
     for dtype in targets.dtypes_of(target):
         x = (randn(gen, *shape) * 3 + 0.5).to(dtype=dtype, device=target.device)
         for with_weight, with_bias in AFFINES[:2]:

@@ -29,8 +29,15 @@ def naive_hardswish(x):
     return x * torch.clamp(x + 3, 0, 6) / 6
 
 
+def naive_gelu(x):
+    """x·Φ(x) with Φ the standard normal CDF, from erf."""
+    return x * (1 + torch.erf(x / math.sqrt(2))) / 2
+
+
 def naive_activation(x, activation):
-    return naive_hardswish(x) if activation == "hardswish" else x
+    naive = {None: lambda t: t, "hardswish": naive_hardswish, "gelu": naive_gelu,
+             "relu": lambda t: torch.where(t > 0, t, torch.zeros_like(t))}
+    return naive[activation](x)
 
 
 def naive_biased_attention(q, k, v, biases, resolution, stride, scale, activation):
@@ -116,7 +123,7 @@ def test_bias_index_formula_matches_loops():
 
 
 @pytest.mark.parametrize("heads,key_dim,value_dim,resolution,stride", _levit_attention_cases() + ODD_ATTENTION)
-@pytest.mark.parametrize("activation", [None, "hardswish"])
+@pytest.mark.parametrize("activation", reference.ACTIVATIONS)
 def test_biased_attention_matches_naive(gen, heads, key_dim, value_dim, resolution, stride, activation):
     nk = resolution ** 2
     nq = reference.query_grid_side(resolution, stride) ** 2
@@ -159,20 +166,21 @@ ODD_SHRINK = [pytest.param(ShrinkAttentionShape(1, 24, 0, h, d, dv, r, s), id=f"
                                        (2, 8, 16, 4, 3)]]
 
 
+@pytest.mark.parametrize("activation", reference.ACTIVATIONS)
 @pytest.mark.parametrize("shape", _levit_shrink_cases() + ODD_SHRINK)
-def test_shrink_attention_matches_naive(gen, shape):
+def test_shrink_attention_matches_naive(gen, shape, activation):
     operands = {name: _randn(gen, *dims) for name, dims in shape.shrink_operands(2).items() if name != "out"}
     x, q_weight, q_bias = operands["x"], operands["q_weight"], operands["q_bias"]
     k, v, biases = operands["k"], operands["v"], operands["attention_biases"]
     resolution, stride = shape.resolution, shape.stride
     xs = naive_subsample(x, resolution, stride)
     q = naive_linear(xs, q_weight, q_bias).reshape(2, -1, shape.heads, shape.key_dim).permute(0, 2, 1, 3)
-    want = naive_biased_attention(q, k, v, biases, resolution, stride, None, "hardswish")
+    want = naive_biased_attention(q, k, v, biases, resolution, stride, None, activation)
     assert want.shape == shape.shrink_operands(2)["out"]
-    got = reference.shrink_attention(x, q_weight, q_bias, k, v, biases, resolution, stride, None, "hardswish")
+    got = reference.shrink_attention(x, q_weight, q_bias, k, v, biases, resolution, stride, None, activation)
     assert_close_to_reference(got, want, F64, "reference.shrink_attention")
     via_op = levit_kernels.shrink_attention(x, q_weight, q_bias, k, v, biases, resolution, stride,
-                                            activation="hardswish", backend="reference")
+                                            activation=activation, backend="reference")
     assert_close_to_reference(via_op, want, F64, "levit_kernels.shrink_attention")
 
 
@@ -191,6 +199,10 @@ def test_mlp_matches_naive(gen, channels, hidden, tokens):
         assert_close_to_reference(reference.mlp(x, w1, b1, w2, b2, "hardswish", residual), want, F64)
         got = levit_kernels.mlp(x, w1, b1, w2, b2, residual=residual, backend="reference")
         assert_close_to_reference(got, want, F64, f"levit_kernels.mlp residual={residual}")
+    for activation in ("gelu", "relu"):
+        want = naive_linear(naive_linear(x, w1, b1, activation), w2, b2, None, x)
+        got = levit_kernels.mlp(x, w1, b1, w2, b2, activation, True, backend="reference")
+        assert_close_to_reference(got, want, F64, f"levit_kernels.mlp act={activation}")
     no_act = naive_linear(naive_linear(x, w1, b1), w2, b2, None, x)
     assert_close_to_reference(reference.mlp(x, w1, b1, w2, b2, None, True), no_act, F64, "mlp without activation")
 
@@ -203,8 +215,9 @@ def test_linear_matches_naive(gen, in_features, out_features, rows):
     x = _randn(gen, 1, rows, in_features)
     w, b = _randn(gen, out_features, in_features), _randn(gen, out_features)
     residual = _randn(gen, 1, rows, out_features)
-    combos = [(None, None), ("hardswish", residual), ("hardswish", None), (None, residual)]
-    for activation, res in combos if (in_features, out_features, rows) in ODD_LINEAR else combos[:2]:
+    combos = [(None, None), ("hardswish", residual), ("gelu", None), ("relu", residual), ("hardswish", None),
+              (None, residual), ("gelu", residual), ("relu", None)]
+    for activation, res in combos if (in_features, out_features, rows) in ODD_LINEAR else combos[:4]:
         want = naive_linear(x, w, b, activation, res)
         assert_close_to_reference(reference.linear(x, w, b, activation, res), want, F64)
         got = levit_kernels.linear(x, w, b, activation, res, backend="reference")
@@ -305,7 +318,7 @@ BAD_INPUTS = [
     ("biased_attention", "scale", lambda a: float("nan"), ValueError, ["'scale'", "finite"]),
     ("biased_attention", "scale", lambda a: float("inf"), ValueError, ["'scale'", "finite"]),
     ("biased_attention", "scale", lambda a: torch.tensor(0.5), TypeError, ["'scale'", "float"]),
-    ("biased_attention", "activation", lambda a: "relu", ValueError, ["'activation'", "hardswish"]),
+    ("biased_attention", "activation", lambda a: "tanh", ValueError, ["'activation'", "'hardswish', 'gelu', 'relu'"]),
     ("biased_attention", "backend", lambda a: "cuda-magic", ValueError, ["'backend'", "reference"]),
     ("shrink_attention", "x", lambda a: a["x"][:, :9], ValueError, ["'x'", "resolution"]),
     ("shrink_attention", "x", lambda a: a["x"][0], ValueError, ["'x'", "3-D"]),
@@ -315,7 +328,7 @@ BAD_INPUTS = [
     ("shrink_attention", "q_bias", lambda a: a["q_bias"].double(), TypeError, ["'q_bias'", "dtype"]),
     ("shrink_attention", "x", lambda a: a["x"][:1], ValueError, ["'x'", "batch"]),
     ("shrink_attention", "scale", lambda a: float("-inf"), ValueError, ["'scale'"]),
-    ("shrink_attention", "activation", lambda a: "gelu", ValueError, ["'activation'"]),
+    ("shrink_attention", "activation", lambda a: "GELU", ValueError, ["'activation'"]),
     ("mlp", "w1", lambda a: a["w1"][:, :5], ValueError, ["'w1'", "channels"]),
     ("mlp", "b1", lambda a: a["b1"][:5], ValueError, ["'b1'", "hidden"]),
     ("mlp", "w2", lambda a: a["w2"][:, :5], ValueError, ["'w2'", "hidden"]),
@@ -346,3 +359,21 @@ def test_bad_input_raises_naming_the_argument(op_name, arg, make_bad, exc, words
         op(**kwargs)
     message = str(info.value)
     assert op_name in message and all(w in message for w in words), message
+
+
+def test_bias_index_cache_survives_tracing():
+    """torch.export (as torch.onnx.export does) before any eager call: the index cache must not keep the traced
+    tensor for the eager calls after it."""
+    reference._bias_index_cpu.cache_clear()
+
+    class Gather(torch.nn.Module):
+        def forward(self, biases):
+            return reference.gather_attention_bias(biases, 3, 2)
+
+    biases = torch.randn(2, 9)
+    torch.export.export(Gather(), (biases,))
+    got = reference.gather_attention_bias(biases, 3, 2)
+    # |Δy|·3 + |Δx| from the queries (0, 0), (0, 2), (2, 0), (2, 2) to the 3×3 keys
+    index = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7, 8], [2, 1, 0, 5, 4, 3, 8, 7, 6],
+                          [6, 7, 8, 3, 4, 5, 0, 1, 2], [8, 7, 6, 5, 4, 3, 2, 1, 0]])
+    assert type(got) is torch.Tensor and torch.equal(got, biases[:, index])

@@ -1,8 +1,10 @@
 """backend="triton" against the float64 reference at small LeViT-like and odd shapes.
 
 Without a CUDA GPU this module turns on the Triton interpreter (TRITON_INTERPRET=1, process-wide, at collection,
-before any Triton kernel is built) and runs the kernels on CPU tensors; nothing else in the suite runs Triton
-kernels on CPU, so the setting disturbs no other test. With a GPU the same tests run natively on CUDA tensors.
+before any Triton kernel is built) and runs the kernels on CPU tensors, as the property, extreme-value and
+concurrency suites (tests/support/targets.interpret_triton) and test_optimize_triton.py do; a test that needs triton
+unavailable therefore runs in a subprocess (test_optimize.py). With a GPU the same tests run natively on CUDA
+tensors.
 The interpreter's bf16 tl.dot is broken (triton issue 11584), so bf16 runs on GPU only; every GPU-only dot-shape
 rule is asserted by the launchers themselves (see _runtime.assert_dot_shape).
 """

@@ -13,101 +13,11 @@
 #pragma once
 #include "attention/attention_kernel.h"
 #include "common/kernel_prelude.h"
+#include "attention/attention_tiles.h"
 #include "simd/activations.h"
 #include "simd/exp.h"
 
 namespace levit::attention {
-
-// Register tile of the multiply: kRows rows × kVecs vectors of accumulators, leaving registers for the kVecs
-// loaded B vectors and one broadcast A element.
-template <class V>
-struct RegisterTile {
-  static constexpr int kRows = V::kRegisters >= 32 ? 6 : 4;
-  static constexpr int kVecs = V::kRegisters >= 32 ? 4 : 3;
-};
-
-template <class V, int R, int NV>
-constexpr int vecs_of(const V (&)[R][NV]) {
-  return NV;
-}
-
-// acc[r][c] = Σ_k a[r][k·a_step] · b[k·b_ld + c·W + lane]: kRows rows of A read through row pointers and an element
-// step (strided views need no copy), B rows of contiguous floats. With kTail the last vector has `tail` lanes.
-template <class V, int NV, bool kTail>
-inline void multiply_block(int depth, const float* const* a, int64_t a_step, const float* b, int64_t b_ld, int tail,
-                           V (&acc)[RegisterTile<V>::kRows][NV]) {
-  constexpr int MR = RegisterTile<V>::kRows, W = V::kWidth;
-  const float* rows[MR];
-  for (int r = 0; r < MR; ++r) rows[r] = a[r];
-  for (int r = 0; r < MR; ++r)
-    for (int c = 0; c < NV; ++c) acc[r][c] = V::zero();
-  for (int k = 0; k < depth; ++k, b += b_ld) {
-    V bv[NV];
-    for (int c = 0; c < NV; ++c)
-      bv[c] = (kTail && c == NV - 1) ? V::load_partial(b + c * W, tail) : V::load(b + c * W);
-    const int64_t at = k * a_step;
-    for (int r = 0; r < MR; ++r) {
-      const V av = V::set1(rows[r][at]);
-      for (int c = 0; c < NV; ++c) acc[r][c] = V::fma(av, bv[c], acc[r][c]);
-    }
-  }
-}
-
-// The last, narrower column block: `vecs` (≤ NV) vectors, the last with `tail` lanes.
-template <class V, int NV, class Store>
-inline void multiply_last_block(int vecs, int tail, int depth, const float* const* a, int64_t a_step, const float* b,
-                                int64_t b_ld, int col, int cols, Store& store) {
-  if constexpr (NV > 0) {
-    if (vecs != NV)
-      return multiply_last_block<V, NV - 1>(vecs, tail, depth, a, a_step, b, b_ld, col, cols, store);
-    V acc[RegisterTile<V>::kRows][NV];
-    if (tail == V::kWidth)
-      multiply_block<V, NV, false>(depth, a, a_step, b + col, b_ld, tail, acc);
-    else
-      multiply_block<V, NV, true>(depth, a, a_step, b + col, b_ld, tail, acc);
-    store(acc, col, cols);
-  }
-}
-
-// Rows of A (row pointers a[0..rows), plus kRows − 1 more repeating the last: computed, never stored) times the
-// first n columns of B (depth rows). Column blocks outermost: the block's slice of B (depth × kVecs·W floats) stays
-// in L1 while every row block streams past it. store(acc, r0, valid_rows, col, cols) consumes the accumulators of
-// rows [r0, r0 + valid_rows) × columns [col, col + cols).
-template <class V, class Store>
-inline void multiply(int rows, const float* const* a, int64_t a_step, const float* b, int64_t b_ld, int n, int depth,
-                     Store&& store) {
-  constexpr int MR = RegisterTile<V>::kRows, NV = RegisterTile<V>::kVecs, W = V::kWidth;
-  for (int col = 0; col < n; col += NV * W) {
-    const int cols = std::min(NV * W, n - col);
-    for (int r0 = 0; r0 < rows; r0 += MR) {
-      auto block_store = [&](auto& acc, int c, int nc) { store(acc, r0, std::min(MR, rows - r0), c, nc); };
-      if (cols == NV * W) {
-        V acc[MR][NV];
-        multiply_block<V, NV, false>(depth, a + r0, a_step, b + col, b_ld, W, acc);
-        block_store(acc, col, cols);
-      } else {
-        const int vecs = (cols + W - 1) / W;
-        multiply_last_block<V, NV>(vecs, cols - (vecs - 1) * W, depth, a + r0, a_step, b, b_ld, col, cols, block_store);
-      }
-    }
-  }
-}
-
-// Row pointers for multiply(): row_ptr(i) for i < rows, then the last row repeated up to a whole register tile.
-template <class V, class RowPtr>
-inline void row_pointers(int rows, RowPtr&& row_ptr, const float** out) {
-  for (int i = 0; i < rows; ++i) out[i] = row_ptr(i);
-  for (int i = rows; i < rows + RegisterTile<V>::kRows - 1; ++i) out[i] = out[rows - 1];
-}
-
-// Stores lanes [0, n) of v to p (n ≤ W).
-template <class V>
-inline void store_lanes(float* p, V v, int n) {
-  if (n >= V::kWidth)
-    V::store(p, v);
-  else if (n > 0)
-    V::store_partial(p, v, n);
-}
 
 // Thread-private buffers, carved from the workspace by the plan's offsets.
 template <class V>
@@ -209,8 +119,8 @@ template <class V>
 void project_queries(const Problem& p, const Plan& plan, const Buffers<V>& buf, int b, int q0, int rows) {
   constexpr int W = V::kWidth;
   const int ld = plan.key_dim_padded, width = (p.key_dim + W - 1) / W * W;
-  const float* x_rows[kMaxTileRows + RegisterTile<V>::kRows];
-  row_pointers<V>(rows, [&](int i) {
+  const float* x_rows[kMaxTileRows + kMaxRegisterRows];
+  row_pointers(rows, [&](int i) {
     const GridPoint g = query_point<V>(p, q0 + i);
     return p.x + b * p.x_stride[0] + static_cast<int64_t>(g.y * p.resolution + g.x) * p.x_stride[1];
   }, x_rows);
@@ -284,8 +194,8 @@ void attend_tile(const Problem& p, const Plan& plan, const Buffers<V>& buf, int 
     q_row_step = p.q.stride[2];
     q_step = p.q.stride[3];
   }
-  const float* a_rows[kMaxTileRows + RegisterTile<V>::kRows];
-  row_pointers<V>(rows, [&](int i) { return q_base + i * q_row_step; }, a_rows);
+  const float* a_rows[kMaxTileRows + kMaxRegisterRows];
+  row_pointers(rows, [&](int i) { return q_base + i * q_row_step; }, a_rows);
 
   fill_bias<V>(p, plan, buf, q0, rows);
   const V scale = V::set1(p.scale);
@@ -312,7 +222,7 @@ void attend_tile(const Problem& p, const Plan& plan, const Buffers<V>& buf, int 
   const int64_t v_ld = plan.value_dim_padded;
   const int64_t out_ld = static_cast<int64_t>(p.heads) * p.value_dim;
   float* out = p.out + (static_cast<int64_t>(b) * nq + q0) * out_ld + static_cast<int64_t>(h) * p.value_dim;
-  row_pointers<V>(rows, [&](int i) { return buf.scores + i * sld; }, a_rows);
+  row_pointers(rows, [&](int i) { return buf.scores + i * sld; }, a_rows);
   multiply<V>(rows, a_rows, 1, v_rows, v_ld, p.value_dim, nk, [&](auto& acc, int r0, int valid, int col, int cols) {
     for (int r = 0; r < valid; ++r) {
       const V row_scale = V::set1(buf.row_scale[r0 + r]);

@@ -4,9 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <cstdlib>
 #include <limits>
-#include <memory>
 #include <optional>
 #include <string_view>
 
@@ -14,6 +12,7 @@
 #include "common/activation_arg.h"
 #include "common/isa.h"
 #include "common/output.h"
+#include "common/workspace.h"
 
 namespace levit::attention {
 namespace {
@@ -31,22 +30,6 @@ RunFn kernel_for(Isa isa) {
     default: break;
   }
   TORCH_CHECK(false, "levit_kernels attention: no kernel compiled for ISA ", isa_name(isa));
-}
-
-// Per-thread workspace, kept between calls (at::parallel_for's threads persist).
-float* thread_workspace(size_t floats) {
-  struct Free {
-    void operator()(float* p) const { std::free(p); }
-  };
-  thread_local std::unique_ptr<float, Free> buffer;
-  thread_local size_t capacity = 0;
-  if (floats > capacity) {
-    const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-    buffer.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-    TORCH_CHECK(buffer != nullptr, "levit_kernels attention: cannot allocate a ", bytes, "-byte workspace");
-    capacity = floats;
-  }
-  return buffer.get();
 }
 
 void check_float_cpu(const char* op, const char* name, const at::Tensor& t, int64_t dim) {

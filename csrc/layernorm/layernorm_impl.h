@@ -10,6 +10,7 @@
 #pragma once
 #include "common/kernel_prelude.h"
 #include "layernorm/layernorm_kernel.h"
+#include "simd/lanes.h"
 
 namespace levit::layernorm {
 namespace {
@@ -17,9 +18,9 @@ namespace {
 // Four independent accumulators hide the add latency (3-4 cycles on Zen 3 and recent Intel cores, 2 per cycle).
 constexpr int kAccumulators = 4;
 
-// Σ x[c] − shift and Σ (x[c] − shift)² over the C floats of x. The last C mod W floats are added one at a time
-// (a zero-filled partial vector would count the missing lanes as −shift).
-template <class V>
+// Σ x[c] − shift and (kSquares) Σ (x[c] − shift)² over the C floats of x. The last C mod W floats are added one
+// at a time (a zero-filled partial vector would count the missing lanes as −shift).
+template <class V, bool kSquares>
 inline void deviation_sums(const float* x, int64_t n, float shift, float* sum, float* squares) {
   constexpr int W = V::kWidth;
   const V s = V::set1(shift);
@@ -30,39 +31,44 @@ inline void deviation_sums(const float* x, int64_t n, float shift, float* sum, f
     for (int i = 0; i < kAccumulators; ++i) {
       const V d = V::load(x + c + i * W) - s;
       acc[i] = acc[i] + d;
-      sq[i] = V::fma(d, d, sq[i]);
+      if constexpr (kSquares) sq[i] = V::fma(d, d, sq[i]);
     }
   for (; c + W <= n; c += W) {
     const V d = V::load(x + c) - s;
     acc[0] = acc[0] + d;
-    sq[0] = V::fma(d, d, sq[0]);
+    if constexpr (kSquares) sq[0] = V::fma(d, d, sq[0]);
   }
   *sum = V::reduce_add((acc[0] + acc[1]) + (acc[2] + acc[3]));
-  *squares = V::reduce_add((sq[0] + sq[1]) + (sq[2] + sq[3]));
+  *squares = kSquares ? V::reduce_add((sq[0] + sq[1]) + (sq[2] + sq[3])) : 0.0f;
   for (; c < n; ++c) {
     const float d = x[c] - shift;
     *sum += d;
-    *squares += d * d;
+    if constexpr (kSquares) *squares += d * d;
   }
 }
 
-template <class V>
+using simd::load_lanes;
+using simd::store_lanes;
+
+// One vector of (x − mean)·rstd [·weight] [+ bias] at channel c (weight / bias are only offset when present: null
+// otherwise).
+template <class V, bool kFull, bool kWeight, bool kBias>
+inline void normalise_vec(const Problem& p, const float* x, int64_t c, V mean, V rstd, float* out, int lanes) {
+  V y = (load_lanes<V, kFull>(x + c, lanes) - mean) * rstd;
+  if constexpr (kWeight) y = y * load_lanes<V, kFull>(p.weight + c, lanes);
+  if constexpr (kBias) y = y + load_lanes<V, kFull>(p.bias + c, lanes);
+  store_lanes<V, kFull>(out + c, y, lanes);
+}
+
+// The affine's presence is a template argument: no per-vector test of it in the loop.
+template <class V, bool kWeight, bool kBias>
 inline void normalise(const Problem& p, const float* x, float* out, float mean, float rstd) {
   constexpr int W = V::kWidth;
   const int64_t n = p.channels;
   const V vmean = V::set1(mean), vrstd = V::set1(rstd);
-  for (int64_t c = 0; c < n; c += W) {
-    const int lanes = static_cast<int>(std::min<int64_t>(W, n - c));
-    const bool full = lanes == W;
-    const V xv = full ? V::load(x + c) : V::load_partial(x + c, lanes);
-    V y = (xv - vmean) * vrstd;
-    if (p.weight != nullptr) y = y * (full ? V::load(p.weight + c) : V::load_partial(p.weight + c, lanes));
-    if (p.bias != nullptr) y = y + (full ? V::load(p.bias + c) : V::load_partial(p.bias + c, lanes));
-    if (full)
-      V::store(out + c, y);
-    else
-      V::store_partial(out + c, y, lanes);
-  }
+  int64_t c = 0;
+  for (; c + W <= n; c += W) normalise_vec<V, true, kWeight, kBias>(p, x, c, vmean, vrstd, out, W);
+  if (c < n) normalise_vec<V, false, kWeight, kBias>(p, x, c, vmean, vrstd, out, static_cast<int>(n - c));
 }
 
 template <class V>
@@ -72,13 +78,21 @@ void rows(const Problem& p, int64_t row0, int64_t row1) {
   for (int64_t r = row0; r < row1; ++r) {
     const float* x = p.x + r * p.ldx;
     float sum, squares;
-    deviation_sums<V>(x, n, 0.0f, &sum, &squares);  // (its squares go unused)
+    deviation_sums<V, false>(x, n, 0.0f, &sum, &squares);
     const float first_mean = sum * inv_n;
-    deviation_sums<V>(x, n, first_mean, &sum, &squares);
+    deviation_sums<V, true>(x, n, first_mean, &sum, &squares);
     const float mean = first_mean + sum * inv_n;
     const float var = std::max((squares - sum * sum * inv_n) * inv_n, 0.0f);
     const float rstd = 1.0f / std::sqrt(var + p.eps);
-    normalise<V>(p, x, p.out + r * p.ldo, mean, rstd);
+    float* out = p.out + r * p.ldo;
+    if (p.weight != nullptr && p.bias != nullptr)
+      normalise<V, true, true>(p, x, out, mean, rstd);
+    else if (p.weight != nullptr)
+      normalise<V, true, false>(p, x, out, mean, rstd);
+    else if (p.bias != nullptr)
+      normalise<V, false, true>(p, x, out, mean, rstd);
+    else
+      normalise<V, false, false>(p, x, out, mean, rstd);
   }
 }
 

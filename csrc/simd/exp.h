@@ -28,4 +28,22 @@ inline V exp(V x) {
   return p * V::pow2i(n1) * (n - n1 + V::set1(1.0f));
 }
 
+// 2^x for x ≤ 0 (or NaN): softmax weights in the base-2 domain, once the running maximum is subtracted. Half the
+// work of exp() (no upper range, no ln2 reduction, degree 5): x = n + r with |r| ≤ 1/2, 2^r from a degree-5
+// polynomial (scripts/fit_exp_poly.py --exp2; its own error 1.0e-7), times 2^n. x below -126.5 gives exactly 0
+// (so 2^-inf = 0: masked keys weigh nothing), NaN gives NaN.
+template <class V>
+inline V exp2_nonpositive(V x) {
+  x = V::max(V::set1(-127.0f), x);  // NaN stays NaN: max returns its second operand when either is NaN
+  const V n = V::round(x);          // in [-127, 0]
+  const V r = x - n;
+  V p = V::set1(0x1.5a8502p-10f);
+  p = V::fma(p, r, V::set1(0x1.3cec16p-7f));
+  p = V::fma(p, r, V::set1(0x1.c6baaap-5f));
+  p = V::fma(p, r, V::set1(0x1.ebf9b6p-3f));
+  p = V::fma(p, r, V::set1(0x1.62e426p-1f));
+  p = V::fma(p, r, V::set1(1.0f));
+  return p * V::pow2i(n);  // pow2i(-127) is +0
+}
+
 }  // namespace levit::simd

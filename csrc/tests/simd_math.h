@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 
+#include "common/activation.h"  // before the ISA target pragmas of simd_math_<isa>.cpp: its inline code stays baseline
 #include "common/isa.h"
 
 namespace levit::test {

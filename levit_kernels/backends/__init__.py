@@ -1,6 +1,6 @@
 """Backend registry: which implementations of the ops exist, whether each can run here, and what "auto" picks.
 
-Every backend module exposes ``biased_attention``, ``shrink_attention``, ``mlp``, ``linear``, ``layer_norm(x, weight,
+Every backend module exposes ``attention``, ``biased_attention``, ``shrink_attention``, ``mlp``, ``linear``, ``layer_norm(x, weight,
 bias, eps)`` and ``pool_mixer(x, layer_scale, pool_size)`` taking already validated arguments (the public ops in
 :mod:`levit_kernels.ops` validate), and ``availability() -> (ok, reason)``.
 """

@@ -16,9 +16,11 @@ import torch.nn.functional as F
 
 from levit_kernels import ops, reference, tolerances
 
-OPS = ("attention", "shrink", "mlp", "linear")
-# Function implementing each op, by the same name in levit_kernels.ops and levit_kernels.reference.
-_REFERENCE_NAME = {"attention": "biased_attention", "shrink": "shrink_attention", "mlp": "mlp", "linear": "linear"}
+OPS = ("attention", "shrink", "mlp", "linear", "flash")
+# Function implementing each op, by the same name in levit_kernels.ops and levit_kernels.reference ("attention" is
+# LeViT's biased attention; "flash" the plain softmax attention over long sequences, levit_kernels.attention).
+_REFERENCE_NAME = {"attention": "biased_attention", "shrink": "shrink_attention", "mlp": "mlp", "linear": "linear",
+                   "flash": "attention"}
 # The ops' fused epilogues as the LeViT model uses them: Hardswish after attention (before proj), after fc1.
 ATTENTION_ACTIVATION = "hardswish"
 
@@ -95,6 +97,10 @@ def _linear_inputs(s, b, gen, dtype, device):
             _randn(gen, s["out"], scale=0.1, dtype=dtype, device=device), s["activation"], residual)
 
 
+def _flash_inputs(s, b, gen, dtype, device):
+    return tuple(_randn(gen, b, s["H"], s["N"], dim, dtype=dtype, device=device) for dim in (s["D"], s["D"], s["Dv"]))
+
+
 def _attention_macs(s):
     from levit.flops import attention_core_macs
 
@@ -108,9 +114,19 @@ _LABELS = {
     "shrink": lambda s: f"H{s['H']} C{s['C']} N{s['R'] ** 2}→{s['Nq']} D{s['D']} Dv{s['Dv']}",
     "mlp": lambda s: f"N{s['N']} {s['C']}→{s['hidden']}→{s['C']}",
     "linear": lambda s: f"N{s['N']} {s['in']}→{s['out']}" + (" +res" if s["residual"] else ""),
+    "flash": lambda s: f"H{s['H']} N{s['N']} D{s['D']} Dv{s['Dv']}",
 }
-_INPUTS = {"attention": _attention_inputs, "shrink": _shrink_inputs, "mlp": _mlp_inputs, "linear": _linear_inputs}
-_MACS = {"attention": _attention_macs, "shrink": _attention_macs,
+_INPUTS = {"attention": _attention_inputs, "shrink": _shrink_inputs, "mlp": _mlp_inputs, "linear": _linear_inputs,
+           "flash": _flash_inputs}
+
+
+def _flash_macs(s):
+    from levit.flops import attention_core_macs
+
+    return attention_core_macs(s["H"], s["N"], s["N"], s["D"], s["Dv"])
+
+
+_MACS = {"attention": _attention_macs, "shrink": _attention_macs, "flash": _flash_macs,
          "mlp": lambda s: 2 * s["N"] * s["C"] * s["hidden"],
          "linear": lambda s: s["N"] * s["in"] * s["out"]}
 
@@ -159,6 +175,23 @@ def op_cases(model, ops_wanted, batch: int, dtype: torch.dtype, device: str, thr
             for (op, _), (block, shape, count) in distinct.items()]
 
 
+# T2T-ViT's softmax attention (levit_kernels.attention) at the shapes of issue 12, each at its own batch whatever
+# the preset's: the first token layer (N = 3136, one head, D = 64, batch 2), the second (N = 784, batch 2) and the
+# backbone (N = 197 with the cls token, 6 heads of 64, batch 16). (block, shape, batch).
+FLASH_SHAPES = (
+    ("t2t.token1", {"H": 1, "N": 3136, "D": 64, "Dv": 64}, 2),
+    ("t2t.token2", {"H": 1, "N": 784, "D": 64, "Dv": 64}, 2),
+    ("t2t.backbone", {"H": 6, "N": 197, "D": 64, "Dv": 64}, 16),
+)
+FLASH_MODEL = "t2t_vit_t_14"
+
+
+def flash_cases(dtype: torch.dtype, device: str, threads: int) -> list[OpCase]:
+    """The "flash" op cases (FLASH_SHAPES): not derived from a LeViT config, so added once per run."""
+    return [OpCase("flash", FLASH_MODEL, block, shape, 1, batch, dtype, device, threads)
+            for block, shape, batch in FLASH_SHAPES]
+
+
 # ---- candidates: what each case is timed with ----------------------------------------------------------------
 
 @dataclass
@@ -186,6 +219,8 @@ class CaseSetup:
 
 
 def _op_options(case: OpCase) -> dict:
+    if case.op == "flash":
+        return {}
     if case.op in ("attention", "shrink"):
         return {"scale": None, "activation": ATTENTION_ACTIVATION}
     if case.op == "mlp":
@@ -248,6 +283,23 @@ def _sdpa(case: OpCase) -> Callable:
     return _with_shrink_queries(attention, case)
 
 
+def _token_major(out: torch.Tensor) -> torch.Tensor:
+    """(B, H, Nq, Dv) → (B, Nq, H·Dv), the layout of levit_kernels.attention."""
+    b, h, nq, dv = out.shape
+    return out.transpose(1, 2).reshape(b, nq, h * dv)
+
+
+def _flash_sdpa(case: OpCase) -> Callable:
+    """F.scaled_dot_product_attention (on CPU its flash kernel), output brought to the op's token-major layout."""
+    return lambda q, k, v: _token_major(F.scaled_dot_product_attention(q, k, v))
+
+
+def _flash_flex(case: OpCase) -> Callable:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(lambda q, k, v: _token_major(flex_attention(q, k, v)), dynamic=False)
+
+
 def _flex(case: OpCase) -> Callable:
     """Compiled FlexAttention whose score_mod adds ``table[h, idx[q, k]]``: the bias gathered inside the kernel."""
     from torch.nn.attention.flex_attention import flex_attention
@@ -292,6 +344,10 @@ def op_candidates(case: OpCase, backend: str, baselines: Optional[set] = None) -
              CandidateSpec("compile", lambda: _compiled_reference(case))]
     if case.device == "cuda" and case.op in ("attention", "shrink"):
         specs += [CandidateSpec("sdpa", lambda: _sdpa(case)), CandidateSpec("flex", lambda: _flex(case))]
+    if case.op == "flash":
+        specs.append(CandidateSpec("sdpa", lambda: _flash_sdpa(case)))
+        if case.device == "cuda":
+            specs.append(CandidateSpec("flex", lambda: _flash_flex(case)))
     specs = [s for s in specs if s.role == "subject" or baselines is None or s.name in baselines]
     return CaseSetup(specs, _float64_reference(case), _op_tolerance(case, backend))
 

@@ -24,11 +24,11 @@ PRESETS = {
     "latency": {"cpu": {"dtype": "float32", "threads": None, "batch": 1, "batch_overrides": {}},
                 "cuda": {"dtype": "bfloat16", "threads": None, "batch": 1, "batch_overrides": {}}},
 }
-BASELINES = ("eager", "compile", "sdpa", "flex", "onnxruntime")
+BASELINES = ("eager", "compile", "sdpa", "flex", "onnxruntime", "openvino", "openvino-default")
 DEFAULT_OUTPUT = os.path.join("benchmarks", "results")
 DESCRIPTION = ("Time levit-kernels' fused ops and optimized model against eager PyTorch, torch.compile and (GPU "
-               "attention) SDPA/FlexAttention or (CPU end to end) ONNX Runtime on this machine; print a table and "
-               "write <output-dir>/<hardware-id>.json and .png.")
+               "attention) SDPA/FlexAttention or (CPU end to end) ONNX Runtime and OpenVINO on this machine; print "
+               "a table and write <output-dir>/<hardware-id>.json and .png.")
 
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

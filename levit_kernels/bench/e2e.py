@@ -2,8 +2,11 @@
 out.
 
 Candidates: the optimized model (``levit_kernels.optimize``, the subject) against the eager BN-folded model,
-torch.compile of it and, on CPU in fp32, ONNX Runtime running the folded model exported with torch.onnx.export.
-On GPU the eager and compiled baselines run under bf16/fp16 autocast, as the paper protocol (AMP) does.
+torch.compile of it and, on CPU in fp32, ONNX Runtime and OpenVINO running the folded model exported once with
+torch.onnx.export (the same graph for both): OpenVINO in fp32 (INFERENCE_PRECISION_HINT f32) and, where it differs,
+in its default precision for this CPU (bf16 on AVX-512 BF16 Xeons). Each candidate's callable carries the precision
+it computes in (``precision``), which the results record. On GPU the eager and compiled baselines run under
+bf16/fp16 autocast, as the paper protocol (AMP) does.
 """
 from __future__ import annotations
 
@@ -112,34 +115,97 @@ def _quiet():
             lg.setLevel(level)
 
 
-def _onnxruntime(case: EndToEndCase, folded: torch.nn.Module) -> Callable:
+class OnnxFile:
+    """The folded model exported once with torch.onnx.export, for every runtime that reads ONNX: they run the same
+    graph, and the export (about a minute for LeViT-128S on the 2-core AMD EPYC) happens once per case. The file
+    lives as long as this object."""
+
+    def __init__(self, case: EndToEndCase, folded: Optional[torch.nn.Module]):
+        self.case, self.folded = case, folded
+        self._dir: Optional[tempfile.TemporaryDirectory] = None
+        self._error: Optional[str] = None
+
+    def path(self) -> str:
+        if self._error is None and self._dir is None:
+            tmp = tempfile.TemporaryDirectory()
+            path = os.path.join(tmp.name, f"{self.case.model_name}.onnx")
+            example = self.case.make_inputs(torch.Generator().manual_seed(0))
+            try:
+                with _quiet():  # on a copy: tracing may leave the model's eval-time caches holding traced values
+                    torch.onnx.export(copy.deepcopy(self.folded), example, path, input_names=["images"],
+                                      output_names=["logits"], dynamo=True, external_data=False, verbose=False)
+                self._dir = tmp
+            except Exception as exc:  # the exporter's failure modes are many; report, do not abort the run
+                tmp.cleanup()
+                self._error = f"torch.onnx.export failed: {type(exc).__name__}: {exc}"
+        if self._error is not None:
+            raise Unavailable(self._error)
+        return os.path.join(self._dir.name, f"{self.case.model_name}.onnx")
+
+
+def _cpu_fp32_only(case: EndToEndCase, runtime: str):
     if case.device != "cpu" or case.dtype != torch.float32:
-        raise Unavailable("ONNX Runtime is the CPU fp32 baseline")
+        raise Unavailable(f"{runtime} is a CPU fp32 baseline")
+
+
+def _onnxruntime(case: EndToEndCase, onnx: OnnxFile) -> Callable:
+    _cpu_fp32_only(case, "ONNX Runtime")
     try:
         import onnxruntime as ort
     except ImportError:
         raise Unavailable("onnxruntime is not installed (pip install 'levit-kernels[bench]')") from None
-    example = case.make_inputs(torch.Generator().manual_seed(0))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, f"{case.model_name}.onnx")
-        try:
-            with _quiet():
-                torch.onnx.export(folded, example, path, input_names=["images"], output_names=["logits"],
-                                  dynamo=True, external_data=False, verbose=False)
-        except Exception as exc:  # the exporter's failure modes are many; report, do not abort the run
-            raise Unavailable(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from None
+
+    def session(spinning: bool):
         options = ort.SessionOptions()
         options.intra_op_num_threads = case.threads
         options.inter_op_num_threads = 1
         # ORT's idle workers otherwise keep spinning after run() returns and take the cores from whatever runs next:
         # measured interleaved at batch 1 on 2 cores, that cut the other candidates to less than half their speed.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Alone, in its own timing block, nothing follows it, and spinning is what ORT does by default.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(onnx.path(), options, providers=["CPUExecutionProvider"])
+
+    def runner(sess):
+        def run(images):
+            return torch.from_numpy(sess.run(None, {"images": images.numpy()})[0])
+        run.precision = "float32"  # the CPU execution provider computes an fp32 graph in fp32
+        return run
+
+    run = runner(session(spinning=False))
+    run.alone = runner(session(spinning=True)) if case.threads > 1 else run
+    return run
+
+
+# OpenVINO's element types by the names the results use.
+_OV_PRECISIONS = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
+
+
+def _openvino(case: EndToEndCase, onnx: OnnxFile, precision: Optional[str]) -> Callable:
+    """OpenVINO's CPU plugin on the exported graph, one stream of ``case.threads`` threads, latency mode;
+    ``precision`` "f32" forces fp32 (INFERENCE_PRECISION_HINT), None keeps the plugin's default for this CPU (and
+    is unavailable where that default is f32 too: it would time the same thing twice). Its TBB workers have no
+    spin setting to turn off; whether they slow the candidate after them shows as that candidate's interleaved
+    median against its alone one, and the better of the two is kept either way (timing.time_cpu)."""
+    _cpu_fp32_only(case, "OpenVINO")
+    try:
+        import openvino as ov
+    except ImportError:
+        raise Unavailable("openvino is not installed (pip install openvino)") from None
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": case.threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+    if precision is not None:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    compiled = core.compile_model(core.read_model(onnx.path()), "CPU", config)
+    ran = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    if precision is None and ran == "f32":
+        raise Unavailable("OpenVINO's default precision on this CPU is f32: the same as candidate 'openvino'")
+    request = compiled.create_infer_request()
 
     def run(images):
-        return torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+        return torch.from_numpy(request.infer({0: images.numpy()})[0].copy())
+    run.precision = _OV_PRECISIONS.get(ran, ran)
     return run
 
 
@@ -166,17 +232,21 @@ def _e2e_tolerance(case: EndToEndCase) -> Callable[[str, dict], Optional[float]]
 
 
 def e2e_candidates(case: EndToEndCase, backend: str, baselines: Optional[set] = None, seed: int = 0) -> CaseSetup:
-    """The optimized model (subject), then the eager folded model, torch.compile of it, and ONNX Runtime."""
+    """The optimized model (subject), then the eager folded model, torch.compile of it, ONNX Runtime and OpenVINO
+    (fp32, and its default precision)."""
     import levit
 
     model = build_model(case, seed)
     folded = levit.fuse(copy.deepcopy(model))
     exact = copy.deepcopy(folded).to(torch.float64)
     compile_mode = "max-autotune" if case.device == "cuda" else None
+    onnx = OnnxFile(case, folded)
     specs = [CandidateSpec(f"levit_kernels[{backend}]", lambda: _optimized(case, model, backend), "subject"),
              CandidateSpec("eager", lambda: _autocast(folded, case)),
              CandidateSpec("compile", lambda: _autocast(torch.compile(folded, mode=compile_mode), case)),
-             CandidateSpec("onnxruntime", lambda: _onnxruntime(case, folded))]
+             CandidateSpec("onnxruntime", lambda: _onnxruntime(case, onnx)),
+             CandidateSpec("openvino", lambda: _openvino(case, onnx, "f32")),
+             CandidateSpec("openvino-default", lambda: _openvino(case, onnx, None))]
     specs = [s for s in specs if s.role == "subject" or baselines is None or s.name in baselines]
     return CaseSetup(specs, _no_grad(lambda images: exact(images[:CHECKED_IMAGES].to(torch.float64))),
                      _e2e_tolerance(case), lambda logits: logits[:CHECKED_IMAGES])

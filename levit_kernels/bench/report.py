@@ -47,6 +47,14 @@ def _baselines(ms: Sequence[dict]) -> list[str]:
     return names
 
 
+def candidate_label(ms: Sequence[dict], name: str) -> str:
+    """``name``, with the precision it ran in where that is not its measurements' dtype (a baseline such as
+    OpenVINO in its default precision): "openvino-default (bfloat16)"."""
+    other = sorted({c["precision"] for c in (m["candidates"].get(name, {}) for m in ms)
+                    for m in ms if c.get("precision") not in (None, m["dtype"])})
+    return name if not other else f"{name} ({'/'.join(other)})"
+
+
 def rate_cell(m: dict, name: str) -> str:
     c = m["candidates"].get(name, {})
     if not timed(c):
@@ -70,7 +78,7 @@ def format_table(run: dict, kind: str) -> str:
     headers = (["model", "batch"] if kind == "e2e" else ["model", "op", "block", "shape", "×n"])
     headers += [f"{subject} {unit}", "GFLOP/s", "% peak"]
     for b in baselines:
-        headers += [f"{b} {unit}", f"vs {b}"]
+        headers += [f"{candidate_label(ms, b)} {unit}", f"vs {b}"]
     rows = []
     for m in ms:
         row = [m["model"], str(m["batch"])] if kind == "e2e" else [m["model"], m["op"], m["block"], m["label"],
@@ -222,7 +230,8 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def _md_e2e(run: dict, ms: list[dict]) -> str:
     peak = (run.get("peak") or {}).get("gflops")
     baselines = _baselines(ms)
-    headers = ["model", "batch", f"{ms[0]['subject']} img/s", "% peak"] + [f"{b} img/s (×)" for b in baselines]
+    headers = (["model", "batch", f"{ms[0]['subject']} img/s", "% peak"]
+               + [f"{candidate_label(ms, b)} img/s (×)" for b in baselines])
     rows = []
     for m in ms:
         s = m["candidates"][m["subject"]]

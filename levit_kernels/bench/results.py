@@ -8,7 +8,13 @@ Layout (``schema`` = SCHEMA)::
                                  "dtype", "device", "threads", "flops", "subject",
                                  "candidates": {name: {"median_s", "q1_s", "q3_s", "min_s", "samples",
                                                        "calls_per_sample", "method", "max_rel_error",
-                                                       "tolerance", "ok"} | {"skipped": reason}}}]}]}
+                                                       "tolerance", "ok", "precision",
+                                                       "interleaved": {...}, "alone": {...}}
+                                               | {"skipped": reason}}}]}]}
+
+A CPU candidate's top-level timing is the better (lower median) of its two summaries, timed interleaved with the
+others and alone in a block of its own (``method`` says which); ``precision`` is what it computed in (a baseline
+may differ from the case's dtype: OpenVINO's default is bf16 on AVX-512 BF16 CPUs). Older files lack both.
 
 Saving a run into an existing file replaces the older measurements of the same case (same kind, model, op,
 block, batch, dtype, device, threads) and drops runs left empty, so the file holds the latest of everything.

@@ -2,7 +2,10 @@
 
 CPU: candidates run interleaved (round r runs every candidate, in an order rotated by r), warm-up excluded, and
 each call takes the next input set from a pool, so a kernel never sees the operands the previous call left in
-cache. The result is the median over rounds of the mean time per call within a round.
+cache. The result is the median over rounds of the mean time per call within a round. Each candidate is then also
+timed alone, as many rounds in a block of its own, and the better (lower) of its two medians is kept, both
+recorded: interleaving spreads the machine's drift over every candidate alike, but a runtime whose thread pool
+lingers after a call (spinning workers) or that loses its warm caches to its neighbours is at its best alone.
 GPU: ``triton.testing.do_bench`` (device events, L2 flushed between calls), or CUDA-graph replay for small batches
 where launch overhead would dominate, again interleaved over rounds.
 """
@@ -20,7 +23,9 @@ import torch
 
 @dataclass
 class Candidate:
-    """One implementation under test: ``fn(*inputs)`` with ``inputs`` drawn in turn from ``pool``."""
+    """One implementation under test: ``fn(*inputs)`` with ``inputs`` drawn in turn from ``pool``. ``fn.alone``,
+    where fn has one, is the same computation configured for running with nothing after it (e.g. ONNX Runtime with
+    its spinning thread pool allowed), used in the candidate's block of its own."""
     name: str
     fn: Callable[..., Any]
     pool: Sequence[tuple]
@@ -29,9 +34,14 @@ class Candidate:
         if not self.pool:
             raise ValueError(f"candidate {self.name!r}: the input pool is empty")
         self._next = itertools.cycle(self.pool)
+        self._alone = getattr(self.fn, "alone", None) or self.fn
+        self.own_alone = self._alone is not self.fn  # a separate callable for the alone block: warm it up too
 
     def call(self):
         return self.fn(*next(self._next))
+
+    def call_alone(self):
+        return self._alone(*next(self._next))
 
 
 @dataclass
@@ -39,10 +49,12 @@ class Settings:
     rounds: int = 15            # samples per candidate (median over them)
     warmup_calls: int = 3       # per candidate, before any timing
     round_seconds: float = 0.05  # a round runs a candidate at least this long (CPU), so timer noise is small
+    settle_seconds: float = 0.2  # idle before each candidate's block of its own (CPU): a pool left spinning by
+                                 # the previous block (ORT's, allowed to spin there) goes quiet first
 
     @classmethod
     def quick(cls) -> "Settings":
-        return cls(rounds=2, warmup_calls=1, round_seconds=0.0)
+        return cls(rounds=2, warmup_calls=1, round_seconds=0.0, settle_seconds=0.0)
 
 
 @contextlib.contextmanager
@@ -73,7 +85,10 @@ def _calls_per_round(candidate: Candidate, target_seconds: float) -> int:
 
 
 def time_cpu(candidates: Sequence[Candidate], settings: Settings, cpu_time: bool = False) -> dict[str, dict]:
-    """{name: summary} for CPU candidates, interleaved; times are seconds per call.
+    """{name: summary} for CPU candidates, timed interleaved and then each alone; times are seconds per call.
+
+    The summary is that of the lower of the two medians (``method`` says which: "cpu-interleaved/…" or
+    "cpu-alone/…"); ``interleaved`` and ``alone`` hold both summaries in full.
 
     ``cpu_time``: rank by the process's CPU time instead of wall time. For single-threaded candidates on a shared
     machine this is the better estimate of the wall time on an idle one: time spent descheduled while other
@@ -84,25 +99,41 @@ def time_cpu(candidates: Sequence[Candidate], settings: Settings, cpu_time: bool
         for _ in range(settings.warmup_calls):
             c.call()
     calls = {c.name: _calls_per_round(c, settings.round_seconds) for c in candidates}
-    wall: dict[str, list[float]] = {c.name: [] for c in candidates}
-    cpu: dict[str, list[float]] = {c.name: [] for c in candidates}
+    interleaved = {c.name: ([], []) for c in candidates}  # (wall, cpu) samples
     for r in range(settings.rounds):
         shift = r % len(candidates)
         for c in list(candidates[shift:]) + list(candidates[:shift]):
-            n = calls[c.name]
-            start, start_cpu = time.perf_counter(), time.process_time()
-            for _ in range(n):
-                c.call()
-            cpu[c.name].append((time.process_time() - start_cpu) / n)
-            wall[c.name].append((time.perf_counter() - start) / n)
+            _sample(c.call, calls[c.name], *interleaved[c.name])
+    alone = {}
+    for c in candidates:
+        alone[c.name] = ([], [])
+        time.sleep(settings.settle_seconds)
+        if c.own_alone:
+            for _ in range(settings.warmup_calls):
+                c.call_alone()
+        for _ in range(settings.rounds):
+            _sample(c.call_alone, calls[c.name], *alone[c.name])
     out = {}
     for c in candidates:
-        if cpu_time:
-            out[c.name] = {**_summary(cpu[c.name], calls[c.name], "cpu-interleaved/process-cpu-time"),
-                           "wall_median_s": statistics.median(wall[c.name])}
-        else:
-            out[c.name] = _summary(wall[c.name], calls[c.name], "cpu-interleaved/wall")
+        both = {how: _clock_summary(*samples[c.name], calls[c.name], f"cpu-{how}", cpu_time)
+                for how, samples in (("interleaved", interleaved), ("alone", alone))}
+        best = min(both.values(), key=lambda summary: summary["median_s"])
+        out[c.name] = {**best, **both}
     return out
+
+
+def _sample(call: Callable[[], Any], n: int, wall: list, cpu: list):
+    start, start_cpu = time.perf_counter(), time.process_time()
+    for _ in range(n):
+        call()
+    cpu.append((time.process_time() - start_cpu) / n)
+    wall.append((time.perf_counter() - start) / n)
+
+
+def _clock_summary(wall: list, cpu: list, calls: int, method: str, cpu_time: bool) -> dict:
+    if cpu_time:
+        return {**_summary(cpu, calls, f"{method}/process-cpu-time"), "wall_median_s": statistics.median(wall)}
+    return _summary(wall, calls, f"{method}/wall")
 
 
 def cuda_time(fn: Callable[[], Any], budget_ms: float = 50.0) -> float:

@@ -185,12 +185,26 @@ def reference64(case, args, kwargs) -> torch.Tensor:
         return getattr(reference, case.op)(*args, **kwargs)
 
 
-def gemm_magnitude(case: GemmCase, args, kwargs) -> float:
-    """The largest sum of |terms| behind any output of a linear/mlp case: the reference on the absolute values with
-    no activation (|hardswish(h)| <= |h|). fp32 rounding is relative to this, not to the output, which cancellation
-    can make arbitrarily smaller (e.g. x + w2·w1·x with w2·w1 near -1)."""
-    args = [a.abs() if isinstance(a, torch.Tensor) else a for a in args]
-    kwargs = {**kwargs, "activation": None}
-    if isinstance(kwargs.get("residual"), torch.Tensor):
-        kwargs["residual"] = kwargs["residual"].abs()
-    return reference64(case, args, kwargs).abs().max().item()
+def magnitude(case, args, kwargs) -> float:
+    """The largest sum of |terms| behind any output, which rounding is relative to rather than to the output that
+    cancellation can make arbitrarily smaller (x + w2·w1·x with w2·w1 near -1; a near-uniform attention row over
+    values of both signs): pass it as max_rel_error's scale. It is the op's last sum on absolute values, with no
+    activation after it (|act(h)| <= |h| for every activation in reference.ACTIVATIONS): linear on every operand;
+    attention on v (its softmax weights are positive already); mlp on w2, b2, the residual and the activated hidden
+    layer |act(x·w1ᵀ + b1)| (kernels may store it in the input dtype, rounding it relative to itself; with no
+    activation in the way, |x|·|w1|ᵀ + |b1| instead would exceed it severalfold, e.g. where ReLU/GELU zero half)."""
+    args = [_f64(a.cpu() if isinstance(a, torch.Tensor) else a) for a in args]
+    activation, residual = kwargs["activation"], kwargs.get("residual")
+    with single_threaded():
+        if isinstance(case, AttentionCase):
+            v = 2 if not case.channels else 4
+            args[v] = args[v].abs()
+            out = getattr(reference, case.op)(*args, **{**kwargs, "activation": None})
+        elif case.hidden:
+            x, w1, b1, w2, b2 = args
+            hidden = reference.linear(x, w1, b1, activation).abs()
+            out = reference.linear(hidden, w2.abs(), b2.abs(), None, x.abs() if residual else None)
+        else:
+            x, weight, bias = (a.abs() if isinstance(a, torch.Tensor) else a for a in args)
+            out = reference.linear(x, weight, bias, None, None if residual is None else _f64(residual.cpu()).abs())
+    return out.abs().max().item()

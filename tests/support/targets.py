@@ -10,12 +10,13 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import os
 
 import pytest
 import torch
 
-from levit_kernels import _debug, backends
+from levit_kernels import _debug, backends, reference
 from levit_kernels.backends import cpu
 from levit_kernels.backends.cpu._loader import ISAS
 
@@ -24,6 +25,14 @@ from support.op_cases import single_threaded
 
 KERNEL_TARGETS = (*(f"cpu-{isa}" for isa in ISAS), "triton")
 ALL_TARGETS = ("reference", *KERNEL_TARGETS)
+
+# The smallest call of each op, to ask a backend which activations it takes.
+_PROBES = {
+    "biased_attention": op_cases.AttentionCase(1, 1, 2, 1, 8, 8),
+    "shrink_attention": op_cases.AttentionCase(1, 1, 2, 2, 8, 8, channels=8),
+    "linear": op_cases.GemmCase((2,), 8, 8),
+    "mlp": op_cases.GemmCase((2,), 8, 8, hidden=8, residual=True),
+}
 
 
 def interpret_triton():
@@ -74,6 +83,29 @@ def use(name: str):
         pytest.skip(f"ISA {isa} is not supported by this CPU (supported: {cpu.supported_isas()})")
     with cpu.force_isa(isa):
         yield Target(name, "cpu", "cpu")
+
+
+def activations(target: Target, op: str) -> tuple:
+    """The activations of reference.ACTIVATIONS that ``op`` takes on the target's backend (asked by calling it: a
+    backend refuses one it lacks with "argument 'activation' must be ..."), so the suites test each activation on
+    every backend as soon as it gains it, without a list to update."""
+    return _activations(target, op)
+
+
+@functools.lru_cache(maxsize=None)
+def _activations(target: Target, op: str) -> tuple:
+    taken = []
+    for activation in reference.ACTIVATIONS:
+        case = dataclasses.replace(_PROBES[op], activation=activation)
+        args, kwargs = op_cases.make_args(case, target.device)
+        try:
+            run_poisoned(target, case, args, kwargs)
+        except ValueError as exc:
+            if "argument 'activation'" not in str(exc):
+                raise
+            continue
+        taken.append(activation)
+    return tuple(taken)
 
 
 # The interpreter's deep call chains, started deep inside pytest and hypothesis, cross a CPython 3.11 frame-stack

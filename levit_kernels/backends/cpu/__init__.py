@@ -5,10 +5,10 @@ Besides the ops, weights can be packed once (:func:`pack_weight`) for :func:`lin
 :func:`mlp_packed`, as levit_kernels.optimize does.
 """
 from levit_kernels.backends.cpu._loader import availability, cpu_isa, force_isa, isa_supported, supported_isas
-from levit_kernels.backends.cpu.attention import biased_attention, shrink_attention
+from levit_kernels.backends.cpu.attention import attention, biased_attention, shrink_attention
 from levit_kernels.backends.cpu.gemm import linear, linear_packed, mlp, mlp_packed, pack_weight
 from levit_kernels.backends.cpu.norm_pool import layer_norm, pool_mixer
 
-__all__ = ["availability", "cpu_isa", "force_isa", "isa_supported", "supported_isas", "biased_attention",
+__all__ = ["availability", "cpu_isa", "force_isa", "isa_supported", "supported_isas", "attention", "biased_attention",
            "shrink_attention", "linear", "mlp", "pack_weight", "linear_packed", "mlp_packed", "layer_norm",
            "pool_mixer"]

@@ -1,6 +1,7 @@
-"""CPU biased_attention and shrink_attention: the fused kernels of csrc/attention, called as the torch custom ops
-``torch.ops.levit_kernels.biased_attention`` / ``shrink_attention`` (fake implementations below, so
-``torch.compile(fullgraph=True)`` and ``torch.export`` trace through them).
+"""CPU attention ops: biased_attention and shrink_attention (the fused kernels of csrc/attention) and attention
+(the flash kernel of csrc/flash), called as the torch custom ops ``torch.ops.levit_kernels.biased_attention`` /
+``shrink_attention`` / ``attention`` (fake implementations below, so ``torch.compile(fullgraph=True)`` and
+``torch.export`` trace through them).
 
 Arguments arrive validated by :mod:`levit_kernels.ops`; this module only adds the backend's own limit (float32).
 q, k, v may be any strided views (e.g. of a packed qkv tensor): the kernels read them in place.
@@ -42,6 +43,11 @@ def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, st
                                    activation)
 
 
+def attention(q, k, v, scale, bias, activation):
+    _require_float32("attention", q)
+    return _op("attention")(q, k, v, scale, bias, activation)
+
+
 def _output_like(like, batch, resolution, stride, heads, value_dim):
     nq = query_grid_side(resolution, stride) ** 2
     return like.new_empty((batch, nq, heads * value_dim))
@@ -55,6 +61,11 @@ def _register_fakes():
     @torch.library.register_fake("levit_kernels::shrink_attention")
     def _(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale, activation):
         return _output_like(x, k.shape[0], resolution, stride, k.shape[1], v.shape[3])
+
+    @torch.library.register_fake("levit_kernels::attention")
+    def _(q, k, v, scale, bias, activation):
+        b, h, nq, _ = q.shape
+        return q.new_empty((b, nq, h * v.shape[3]))
 
 
 if _loader.availability()[0]:

@@ -1,6 +1,6 @@
 """Triton GPU backend (``backend="triton"``): attention.py (biased_attention), shrink.py (shrink_attention),
-gemm.py (linear, mlp), norm_pool.py (layer_norm, pool_mixer), registered as ``torch.ops.levit_triton.*`` by
-library.py.
+flash.py (attention), gemm.py (linear, mlp), norm_pool.py (layer_norm, pool_mixer), registered as
+``torch.ops.levit_triton.*`` by library.py.
 
 Devices: CUDA tensors; with ``TRITON_INTERPRET=1`` set before the first kernel is built, CPU tensors too, through
 the Triton interpreter (how the test suite checks the kernels without a GPU).
@@ -57,6 +57,11 @@ def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, st
                                     activation)
 
 
+def attention(q, k, v, scale, bias, activation):
+    _check_inputs("attention", q)
+    return library.attention(q, k, v, scale, bias, activation)
+
+
 def mlp(x, w1, b1, w2, b2, activation, residual):
     _check_inputs("mlp", x)
     return library.mlp(x, w1, b1, w2, b2, activation, residual)
@@ -77,4 +82,5 @@ def pool_mixer(x, layer_scale, pool_size):
     return library.pool_mixer(x, layer_scale, pool_size)
 
 
-__all__ = ["availability", "biased_attention", "shrink_attention", "mlp", "linear", "layer_norm", "pool_mixer"]
+__all__ = ["availability", "attention", "biased_attention", "shrink_attention", "mlp", "linear", "layer_norm",
+           "pool_mixer"]

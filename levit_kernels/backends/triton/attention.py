@@ -182,3 +182,28 @@ def biased_attention(q, k, v, attention_biases, resolution, stride, scale, activ
         PACKED_ROWS=g * nq, BLOCK_N=block_n, D_PAD=d_pad, DV_PAD=dv_pad,
         PRECISION=_runtime.dot_precision(q.dtype), ACT=activation_code(activation))
     return out
+
+
+def attention_constexprs(h, r, stride, d, dv, g, configs):
+    """The shape constexprs of one attention launch (as :func:`biased_attention` passes them)."""
+    nq, nk = query_grid_side(r, stride) ** 2, r * r
+    block_n, d_pad, dv_pad = attention_tiles("biased_attention", nk, d, dv, g, configs)
+    return dict(H=h, R=r, STRIDE=stride, SIDE_Q=query_grid_side(r, stride), NQ=nq, D=d, DV=dv, G=g,
+                PACKED_ROWS=g * nq, BLOCK_N=block_n, D_PAD=d_pad, DV_PAD=dv_pad, ACT=activation_code("hardswish"))
+
+
+def compile_cases():
+    """For scripts/triton_compile_check.py: every LeViT attention at a batch large enough for full packing (G is
+    the most pairs a program takes); one class per tile set (G, BLOCK_N, D_PAD, DV_PAD) and pruned config list."""
+    from levit_kernels.backends.triton.compile_cases import CompileCase, distinct, levit_blocks
+
+    cases = []
+    for variant, blk in levit_blocks("attention"):
+        g = pairs_per_program(blk.resolution ** 2, 64 * blk.heads)
+        consts = attention_constexprs(blk.heads, blk.resolution, blk.stride, blk.key_dim, blk.value_dim, g,
+                                      GPU_CONFIGS)
+        configs = _PRUNE["early_config_prune"](GPU_CONFIGS, consts)
+        cases.append(CompileCase(_biased_attention_kernel, f"{variant} s{blk.stage} N{consts['NQ']}x"
+                                 f"{blk.resolution ** 2} D{blk.key_dim} DV{blk.value_dim} G{g}", consts,
+                                 tuple(configs)))
+    return distinct(cases, ("G", "BLOCK_N", "D_PAD", "DV_PAD"))

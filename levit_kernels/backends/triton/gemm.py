@@ -66,7 +66,9 @@ def check_dots(kernel, configs):
 
 def _linear_configs():
     gpu = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-           for bm, bn, bk, w, s in ((128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3),
+           # The 128×256 and 256×128 tiles run 2 stages, not 3: at 3, fp32 needs 192 KiB of shared memory, over
+           # sm_80's 163 KiB (scripts/triton_compile_check.py, triton 3.9; bf16/fp16 need half that).
+           for bm, bn, bk, w, s in ((128, 128, 64, 8, 3), (128, 256, 64, 8, 2), (256, 128, 64, 8, 2),
                                     (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
                                     (128, 128, 32, 4, 4), (64, 32, 64, 4, 4))]
     return gpu, _runtime.configs(gpu, triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4))
@@ -188,3 +190,21 @@ def mlp(x, w1, b1, w2, b2, activation, residual):
                       *w2.stride(), b2.stride(0), *out2.stride(), ACT=activation_code(activation), RESIDUAL=residual,
                       PRECISION=_runtime.dot_precision(x.dtype))
     return out
+
+
+def compile_cases():
+    """For scripts/triton_compile_check.py. The GEMM sizes are runtime arguments, so a class is a set of epilogue
+    flags: linear as the optimized blocks call it (bias; bias + residual; bias + GELU for EfficientFormer's and
+    T2T-ViT's MLP halves), mlp with the residual and each activation the families use (Hardswish, GELU); mlp's
+    configs are those its prune keeps for some LeViT output width."""
+    from levit_kernels.backends.triton.compile_cases import CompileCase, levit_blocks
+
+    widths = sorted({blk.channels for _, blk in levit_blocks("mlp")})
+    mlp_configs = [c for c in GPU_MLP_CONFIGS
+                   if any(c in _MLP_PRUNE["early_config_prune"](GPU_MLP_CONFIGS, {"C_OUT": n}) for n in widths)]
+    linear = [CompileCase(_linear_kernel, name, dict(HAS_BIAS=True, ACT=activation_code(act), HAS_RES=res),
+                          tuple(GPU_LINEAR_CONFIGS))
+              for name, act, res in (("bias", None, False), ("bias+residual", None, True), ("bias+gelu", "gelu", False))]
+    return linear + [CompileCase(_mlp_kernel, f"{act}+residual, C_out {'/'.join(map(str, widths))}",
+                                 dict(ACT=activation_code(act), RESIDUAL=True), tuple(mlp_configs))
+                     for act in ("hardswish", "gelu")]

@@ -39,6 +39,20 @@ def _(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale, ac
     return x.new_empty((x.shape[0], side_q * side_q, k.shape[1] * v.shape[3]))
 
 
+@torch.library.custom_op("levit_triton::attention", mutates_args=())
+def attention(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: Optional[Tensor],
+              activation: Optional[str]) -> Tensor:
+    from levit_kernels.backends.triton import flash
+
+    return flash.attention(q, k, v, scale, bias, activation)
+
+
+@attention.register_fake
+def _(q, k, v, scale, bias, activation):
+    b, h, nq, _ = q.shape
+    return q.new_empty((b, nq, h * v.shape[3]))
+
+
 @torch.library.custom_op("levit_triton::mlp", mutates_args=())
 def mlp(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, activation: Optional[str],
         residual: bool) -> Tensor:

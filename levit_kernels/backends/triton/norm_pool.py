@@ -1,5 +1,5 @@
 """layer_norm (one program per tile of rows, each row whole in registers) and pool_mixer (EfficientFormer's Meta4D
-token mixer; one program per (image, output row) × tile of W positions × tile of channels).
+token mixer; one program per image × run of BLOCK_P map positions × tile of channels).
 
 No tl.dot here, so nothing is autotuned: the tiles are fixed by the shapes. Both compute in fp32 and store in the
 input dtype. pool_mixer sums the P×P window directly from memory (the neighbouring rows' loads hit the cache that
@@ -15,8 +15,8 @@ _runtime.freeze_kernel_mode()
 
 # Floats per layer_norm tile (rows × the row width padded to a power of two): 16 rows of 256, 4 of 1024.
 _LN_TILE = 4096
-# pool_mixer tile: W positions × channels.
-_POOL_BLOCK_W, _POOL_BLOCK_C = 16, 64
+# pool_mixer tile: map positions (a run of h·W + w, across rows) × channels.
+_POOL_BLOCK_P, _POOL_BLOCK_C = 64, 64
 
 
 @triton.jit
@@ -29,10 +29,13 @@ def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, M, C, sx_m, sx_c, sw, sb, s
     ok = (rows < M)[:, None] & col_ok[None, :]
     x = tl.load(x_ptr + rows.to(tl.int64)[:, None] * sx_m + cols[None, :] * sx_c, mask=ok, other=0.0)
     x = x.to(tl.float32)
-    mean = tl.sum(x, axis=1) / C
-    d = tl.where(ok, x - mean[:, None], 0.0)  # two-pass variance: the padding columns must not count
-    rstd = 1.0 / tl.sqrt(tl.sum(d * d, axis=1) / C + eps)
-    y = d * rstd[:, None]
+    # Corrected two-pass statistics, as the CPU kernel: deviations from a first mean, whose own mean corrects it
+    # (a row of 1000 ± 1 carries the fp32 rounding of its sum in the first mean alone). Padding columns count 0.
+    d = tl.where(ok, x - (tl.sum(x, axis=1) / C)[:, None], 0.0)
+    shift = tl.sum(d, axis=1) / C
+    var = tl.maximum(tl.sum(d * d, axis=1) / C - shift * shift, 0.0)
+    rstd = 1.0 / tl.sqrt(var + eps)
+    y = (d - shift[:, None]) * rstd[:, None]
     if HAS_WEIGHT:
         y = y * tl.load(w_ptr + cols * sw, mask=col_ok, other=0.0).to(tl.float32)[None, :]
     if HAS_BIAS:
@@ -58,37 +61,35 @@ def layer_norm(x, weight, bias, eps):
 
 @triton.jit
 def _pool_mixer_kernel(x_ptr, ls_ptr, out_ptr, H, W, C, sx_b, sx_h, sx_w, sx_c, sls, so_b, so_h, so_w,
-                       POOL: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
+                       POOL: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     RADIUS: tl.constexpr = POOL // 2
-    bh = tl.program_id(0)
-    b, h = bh // H, bh % H
-    ws = tl.program_id(1) * BLOCK_W + tl.arange(0, BLOCK_W)
+    b = tl.program_id(0)
+    pos = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)  # positions h·W + w of the map
     cs = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
-    w_ok, c_ok = ws < W, cs < C
+    h, w = pos // W, pos % W
+    pos_ok, c_ok = pos < H * W, cs < C
     image = x_ptr + b.to(tl.int64) * sx_b
     channel = cs[None, :] * sx_c
-    acc = tl.zeros((BLOCK_W, BLOCK_C), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     for dy in range(POOL):
-        # The input row as a vector over the tile: the interpreter turns a scalar bool & a vector bool into an int32
-        # mask, which tl.load then refuses.
-        y = h + dy - RADIUS + tl.zeros((BLOCK_W,), dtype=tl.int32)
-        row_ok = (y >= 0) & (y < H)
-        row = image + y.to(tl.int64) * sx_h
+        y = h + dy - RADIUS
+        row_ok = pos_ok & (y >= 0) & (y < H)
         for dx in range(POOL):
-            wx = ws + dx - RADIUS
+            wx = w + dx - RADIUS
             ok = (row_ok & (wx >= 0) & (wx < W))[:, None] & c_ok[None, :]
-            acc += tl.load(row[:, None] + wx.to(tl.int64)[:, None] * sx_w + channel, mask=ok, other=0.0).to(tl.float32)
+            tap = image + y.to(tl.int64)[:, None] * sx_h + wx.to(tl.int64)[:, None] * sx_w + channel
+            acc += tl.load(tap, mask=ok, other=0.0).to(tl.float32)
     # count_include_pad=False: the window's in-map points.
     rows_in = tl.minimum(h + RADIUS, H - 1) - tl.maximum(h - RADIUS, 0) + 1
-    cols_in = tl.minimum(ws + RADIUS, W - 1) - tl.maximum(ws - RADIUS, 0) + 1
+    cols_in = tl.minimum(w + RADIUS, W - 1) - tl.maximum(w - RADIUS, 0) + 1
     avg = acc / (rows_in * cols_in).to(tl.float32)[:, None]
-    ok = w_ok[:, None] & c_ok[None, :]
-    xc = tl.load(image + h.to(tl.int64) * sx_h + ws.to(tl.int64)[:, None] * sx_w + channel, mask=ok, other=0.0)
-    xc = xc.to(tl.float32)
+    ok = pos_ok[:, None] & c_ok[None, :]
+    centre = image + h.to(tl.int64)[:, None] * sx_h + w.to(tl.int64)[:, None] * sx_w + channel
+    xc = tl.load(centre, mask=ok, other=0.0).to(tl.float32)
     ls = tl.load(ls_ptr + cs * sls, mask=c_ok, other=0.0).to(tl.float32)[None, :]
     out = xc + ls * (avg - xc)
-    dst = out_ptr + b.to(tl.int64) * so_b + h.to(tl.int64) * so_h + ws.to(tl.int64)[:, None] * so_w + cs[None, :]
-    tl.store(dst, out.to(out_ptr.dtype.element_ty), mask=ok)
+    dst = out_ptr + b.to(tl.int64) * so_b + h.to(tl.int64)[:, None] * so_h + w.to(tl.int64)[:, None] * so_w
+    tl.store(dst + cs[None, :], out.to(out_ptr.dtype.element_ty), mask=ok)
 
 
 def pool_mixer(x, layer_scale, pool_size):
@@ -96,8 +97,8 @@ def pool_mixer(x, layer_scale, pool_size):
     out = _debug.new_output(x.shape, x)
     if out.numel() == 0:
         return out
-    block_w, block_c = min(_POOL_BLOCK_W, _runtime.block(w, 1)), min(_POOL_BLOCK_C, _runtime.block(c, 1))
-    grid = (b * h, triton.cdiv(w, block_w), triton.cdiv(c, block_c))
+    block_p, block_c = min(_POOL_BLOCK_P, _runtime.block(h * w, 1)), min(_POOL_BLOCK_C, _runtime.block(c, 1))
+    grid = (b, triton.cdiv(h * w, block_p), triton.cdiv(c, block_c))
     _pool_mixer_kernel[grid](x, layer_scale, out, h, w, c, *x.stride(), layer_scale.stride(0), *out.stride()[:3],
-                             POOL=pool_size, BLOCK_W=block_w, BLOCK_C=block_c)
+                             POOL=pool_size, BLOCK_P=block_p, BLOCK_C=block_c)
     return out

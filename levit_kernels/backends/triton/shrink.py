@@ -11,8 +11,9 @@ import triton.language as tl
 from levit_kernels import _debug
 from levit_kernels.backends.triton import _runtime
 from levit_kernels.backends.triton._jit import activation_code
-from levit_kernels.backends.triton.attention import (_CONFIGS, _PRUNE, attend, attention_grid, attention_tiles,
-                                                     load_keys_values, query_rows, store_token_major)
+from levit_kernels.backends.triton.attention import (_CONFIGS, _PRUNE, GPU_CONFIGS, attend, attention_grid,
+                                                     attention_tiles, load_keys_values, query_rows,
+                                                     store_token_major)
 from levit_kernels.reference import query_grid_side
 
 _runtime.freeze_kernel_mode()
@@ -86,3 +87,24 @@ def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, st
         PACKED_ROWS=nq, BLOCK_N=block_n, D_PAD=d_pad, DV_PAD=dv_pad, BLOCK_C=block_c,
         PRECISION=_runtime.dot_precision(x.dtype), ACT=activation_code(activation))
     return out
+
+
+def compile_cases():
+    """For scripts/triton_compile_check.py: every LeViT shrink attention; one class per tile set (BLOCK_N, D_PAD,
+    DV_PAD, BLOCK_C) and pruned config list."""
+    from levit_kernels.backends.triton.compile_cases import CompileCase, distinct, levit_blocks
+
+    cases = []
+    for variant, blk in levit_blocks("shrink"):
+        r, stride, nk = blk.resolution, blk.stride, blk.resolution ** 2
+        nq = query_grid_side(r, stride) ** 2
+        block_n, d_pad, dv_pad = attention_tiles("shrink_attention", nk, blk.key_dim, blk.value_dim, 1,
+                                                 GPU_CONFIGS)
+        consts = dict(H=blk.heads, R=r, STRIDE=stride, SIDE_Q=query_grid_side(r, stride), NQ=nq,
+                      C=blk.in_channels, D=blk.key_dim, DV=blk.value_dim, PACKED_ROWS=nq, BLOCK_N=block_n,
+                      D_PAD=d_pad, DV_PAD=dv_pad, BLOCK_C=projection_tile(blk.in_channels, d_pad, GPU_CONFIGS),
+                      ACT=activation_code("hardswish"))
+        configs = _PRUNE["early_config_prune"](GPU_CONFIGS, consts)
+        cases.append(CompileCase(_shrink_attention_kernel, f"{variant} s{blk.stage} N{nq}x{nk} C{blk.in_channels}"
+                                 f" D{blk.key_dim} DV{blk.value_dim}", consts, tuple(configs)))
+    return distinct(cases, ("BLOCK_N", "D_PAD", "DV_PAD", "BLOCK_C"))

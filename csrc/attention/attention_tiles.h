@@ -1,0 +1,116 @@
+// Register-tiled multiply shared by the attention kernels (csrc/attention: biased_attention and shrink_attention;
+// csrc/flash: attention with an online softmax): C = A·B with A read through row pointers and an element step (so
+// strided views of q, k and v need no copy) and B as contiguous rows, the accumulators handed to a store callback
+// (each kernel's epilogue: bias, running maxima, rescaling). Templates over the SIMD vector type V (csrc/simd),
+// included by the per-ISA translation units after their target pragma.
+#pragma once
+#include "common/kernel_prelude.h"
+
+namespace levit::attention {
+
+// Register tile of the multiply: kRows rows × kVecs vectors of accumulators, leaving registers for the kVecs
+// loaded B vectors and one broadcast A element. The biased-attention kernels use this one; a kernel may pass its
+// own Tile (same two members) to multiply() and row_pointers().
+template <class V>
+struct RegisterTile {
+  static constexpr int kRows = V::kRegisters >= 32 ? 6 : 4;
+  static constexpr int kVecs = V::kRegisters >= 32 ? 4 : 3;
+};
+
+// Most rows any tile has: row-pointer arrays hold this many − 1 beyond the rows they point to.
+constexpr int kMaxRegisterRows = 6;
+
+template <class V, int R, int NV>
+constexpr int vecs_of(const V (&)[R][NV]) {
+  return NV;
+}
+// Rows of an accumulator tile. Store callbacks that loop `for (r < rows_of(acc)) { if (r == valid) break; … }`
+// index acc by constants only, so it stays in registers (a loop bounded by `valid` alone spills the tile to the
+// stack first).
+template <class V, int R, int NV>
+constexpr int rows_of(const V (&)[R][NV]) {
+  return R;
+}
+
+// acc[r][c] = Σ_k a[r][k·a_step] · b[k·b_ld + c·W + lane]: MR rows of A read through row pointers and an element
+// step (strided views need no copy), B rows of contiguous floats. With kTail the last vector has `tail` lanes.
+template <class V, int MR, int NV, bool kTail>
+inline void multiply_block(int depth, const float* const* a, int64_t a_step, const float* b, int64_t b_ld, int tail,
+                           V (&acc)[MR][NV]) {
+  constexpr int W = V::kWidth;
+  const float* rows[MR];
+  for (int r = 0; r < MR; ++r) rows[r] = a[r];
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NV; ++c) acc[r][c] = V::zero();
+  for (int k = 0; k < depth; ++k, b += b_ld) {
+    V bv[NV];
+    for (int c = 0; c < NV; ++c)
+      bv[c] = (kTail && c == NV - 1) ? V::load_partial(b + c * W, tail) : V::load(b + c * W);
+    const int64_t at = k * a_step;
+    for (int r = 0; r < MR; ++r) {
+      const V av = V::set1(rows[r][at]);
+      for (int c = 0; c < NV; ++c) acc[r][c] = V::fma(av, bv[c], acc[r][c]);
+    }
+  }
+}
+
+// The last, narrower column block: `vecs` (≤ NV) vectors, the last with `tail` lanes.
+template <class V, int MR, int NV, class Store>
+inline void multiply_last_block(int vecs, int tail, int depth, const float* const* a, int64_t a_step, const float* b,
+                                int64_t b_ld, int col, int cols, Store& store) {
+  if constexpr (NV > 0) {
+    if (vecs != NV)
+      return multiply_last_block<V, MR, NV - 1>(vecs, tail, depth, a, a_step, b, b_ld, col, cols, store);
+    V acc[MR][NV];
+    if (tail == V::kWidth)
+      multiply_block<V, MR, NV, false>(depth, a, a_step, b + col, b_ld, tail, acc);
+    else
+      multiply_block<V, MR, NV, true>(depth, a, a_step, b + col, b_ld, tail, acc);
+    store(acc, col, cols);
+  }
+}
+
+// Rows of A (row pointers a[0..rows), plus Tile::kRows − 1 more repeating the last: computed, never stored) times
+// the first n columns of B (depth rows). Column blocks outermost: the block's slice of B (depth × kVecs·W floats)
+// stays in L1 while every row block streams past it. store(acc, r0, valid_rows, col, cols) consumes the
+// accumulators of rows [r0, r0 + valid_rows) × columns [col, col + cols).
+template <class V, class Tile = RegisterTile<V>, class Store>
+inline void multiply(int rows, const float* const* a, int64_t a_step, const float* b, int64_t b_ld, int n, int depth,
+                     Store&& store) {
+  constexpr int MR = Tile::kRows, NV = Tile::kVecs, W = V::kWidth;
+  static_assert(MR <= kMaxRegisterRows, "tile taller than the row-pointer padding");
+  for (int col = 0; col < n; col += NV * W) {
+    const int cols = std::min(NV * W, n - col);
+    for (int r0 = 0; r0 < rows; r0 += MR) {
+      auto block_store = [&](auto& acc, int c, int nc) { store(acc, r0, std::min(MR, rows - r0), c, nc); };
+      if (cols == NV * W) {
+        V acc[MR][NV];
+        multiply_block<V, MR, NV, false>(depth, a + r0, a_step, b + col, b_ld, W, acc);
+        block_store(acc, col, cols);
+      } else {
+        const int vecs = (cols + W - 1) / W;
+        multiply_last_block<V, MR, NV>(vecs, cols - (vecs - 1) * W, depth, a + r0, a_step, b, b_ld, col, cols,
+                                       block_store);
+      }
+    }
+  }
+}
+
+// Row pointers for multiply(): row_ptr(i) for i < rows, then the last row repeated up to a whole register tile of
+// any kernel (out holds rows + kMaxRegisterRows − 1 pointers).
+template <class RowPtr>
+inline void row_pointers(int rows, RowPtr&& row_ptr, const float** out) {
+  for (int i = 0; i < rows; ++i) out[i] = row_ptr(i);
+  for (int i = rows; i < rows + kMaxRegisterRows - 1; ++i) out[i] = out[rows - 1];
+}
+
+// Stores lanes [0, n) of v to p (n ≤ W).
+template <class V>
+inline void store_lanes(float* p, V v, int n) {
+  if (n >= V::kWidth)
+    V::store(p, v);
+  else if (n > 0)
+    V::store_partial(p, v, n);
+}
+
+}  // namespace levit::attention
