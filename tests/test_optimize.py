@@ -16,7 +16,7 @@ from levit.config import MODEL_NAMES, LeViTSpec
 from levit_kernels import backends, ops, reference, tolerances
 from levit_kernels.optimize import OptimizedLeViT, UnrecognizedModelError, optimize
 from levit_kernels.optimize import fold, recognize
-from test_checkpoints import timm, to_layout  # noqa: F401  (timm: the real timm module, as a fixture)
+from test_checkpoints import to_layout
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -21,7 +21,6 @@ from levit_kernels.optimize import UnrecognizedModelError, fold, optimize, recog
 from levit_kernels.optimize.families import FAMILIES
 from levit_kernels.optimize.specs import Projection
 from support.timm_compat import import_vit_pytorch_levit
-from test_checkpoints import timm  # noqa: F401  (timm: the real timm module, as a fixture)
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,7 +15,6 @@ if not torch.cuda.is_available():
 import levit  # noqa: E402
 from levit.config import LeViTSpec  # noqa: E402
 import levit_kernels  # noqa: E402
-from test_checkpoints import timm  # noqa: E402,F401  (the real timm module, as a fixture)
 
 AVAILABLE, WHY = levit_kernels.availability("triton")
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason=f"triton backend unavailable: {WHY}")
