@@ -2,6 +2,7 @@
 quick end-to-end `levit-kernels bench` run into a temporary folder. Nothing here asserts on speed."""
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -174,6 +175,21 @@ def test_op_case_inputs_fit_the_public_ops_and_flops_follow_the_shapes(gen):
     assert mlp.flops == 2 * 2 * mlp.shape["N"] * 2 * mlp.shape["C"] * mlp.shape["hidden"]
     lin = next(c for c in found if c.op == "linear")
     assert lin.flops == 2 * 2 * lin.shape["N"] * lin.shape["in"] * lin.shape["out"]
+
+
+def test_flash_cases_are_the_t2t_shapes_with_sdpa_beside_them(gen):
+    """The "flash" op (levit_kernels.attention) at issue 12's shapes, each at its own batch, timed against SDPA."""
+    found = cases.flash_cases(torch.float32, "cpu", 1)
+    assert [(c.batch, c.shape["H"], c.shape["N"], c.shape["D"]) for c in found] == [(2, 1, 3136, 64), (2, 1, 784, 64),
+                                                                                   (16, 6, 197, 64)]
+    small = dataclasses.replace(found[-1], batch=1, shape={**found[-1].shape, "N": 20})
+    q, k, v = small.make_inputs(gen)
+    assert q.shape == k.shape == v.shape == (1, 6, 20, 64)
+    assert small.flops == 2 * 6 * 20 * 20 * (64 + 1 + 64)
+    setup = cases.op_candidates(small, "reference")
+    assert [s.name for s in setup.specs] == ["levit_kernels[reference]", "eager", "compile", "sdpa"]
+    sdpa = next(s for s in setup.specs if s.name == "sdpa").build()
+    assert tolerances.max_rel_error(sdpa(q, k, v), setup.reference(q, k, v)) <= tolerances.kernel_rtol(torch.float32)
 
 
 def test_op_case_inputs_have_the_config_operand_shapes():
