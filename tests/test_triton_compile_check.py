@@ -51,3 +51,13 @@ def test_judge_limits(cc, shared, spills, expected):
 def test_targets_are_checked():
     with pytest.raises(SystemExit, match="sm_80, sm_90"):
         _script().parse_targets("sm_75")
+
+
+def test_spills_report_mode_lists_spills_but_fails_only_on_the_rest():
+    script = _script()
+    spilling = {"problems": ["register spills: 96 B of stack/local memory"]}
+    both = {"problems": ["shared memory 1 B > sm_90 limit 0 B", "register spills: 8 B of stack/local memory"]}
+    assert script.failures(spilling, "fail") == spilling["problems"]
+    assert script.failures(spilling, "report") == []
+    assert script.failures(both, "report") == ["shared memory 1 B > sm_90 limit 0 B"]
+    assert script.failures({"problems": ["compile error: CompilationError"]}, "report")
