@@ -114,3 +114,20 @@ def attention(q, k, v, scale, bias, activation):
         H=h, D=d, DV=dv, D_PAD=d_pad, DV_PAD=dv_pad, NQ_CLASS=shape_class(nq), NK_CLASS=shape_class(nk),
         HAS_BIAS=bias is not None, PRECISION=_runtime.dot_precision(q.dtype), ACT=activation_code(activation))
     return out
+
+
+def compile_cases():
+    """For scripts/triton_compile_check.py: T2T-ViT's attentions (token layer 1 at N 3136 and token layer 2 at N 784,
+    one head; the backbone at N 197, six heads; head dim 64, no bias), and the backbone's shape with a dense bias,
+    each with the configs its prune keeps."""
+    from levit_kernels.backends.triton.compile_cases import CompileCase
+
+    cases = []
+    for name, heads, n, has_bias in (("T2T token layer 1 N3136 D64", 1, 3136, False),
+                                     ("T2T token layer 2 N784 D64", 1, 784, False),
+                                     ("T2T backbone N197 H6 D64", 6, 197, False),
+                                     ("N197 H6 D64 dense bias", 6, 197, True)):
+        consts = dict(H=heads, D=64, DV=64, D_PAD=64, DV_PAD=64, NQ_CLASS=shape_class(n), NK_CLASS=shape_class(n),
+                      HAS_BIAS=has_bias, ACT=activation_code(None))
+        cases.append(CompileCase(_flash_attention_kernel, name, consts, tuple(_prune(GPU_CONFIGS, consts))))
+    return cases
