@@ -182,7 +182,7 @@ def test_dot_shape_rule_is_enforced():
 
 def test_gpu_configs_meet_the_dot_rule_at_every_levit_shape():
     """Every GPU autotune candidate, at every LeViT shape and the odd test shapes, passes the GPU tl.dot rule."""
-    from levit_kernels.backends.triton import attention, gemm, shrink
+    from levit_kernels.backends.triton import biased, gemm, shrink
 
     gemm.check_dots("linear", gemm.GPU_LINEAR_CONFIGS)
     gemm.check_dots("mlp", gemm.GPU_MLP_CONFIGS)
@@ -192,8 +192,8 @@ def test_gpu_configs_meet_the_dot_rule_at_every_levit_shape():
     for s in shapes:
         for batch in (1, 2048):
             g = attention.pairs_per_program(s.r * s.r, batch * s.h)
-            attention.attention_tiles("biased_attention", s.r * s.r, s.d, s.dv, g, attention.GPU_CONFIGS)
-        shrink.projection_tile(s.c, _runtime.block(s.d), attention.GPU_CONFIGS)
+            biased.attention_tiles("biased_attention", s.r * s.r, s.d, s.dv, g, biased.GPU_CONFIGS)
+        shrink.projection_tile(s.c, _runtime.block(s.d), biased.GPU_CONFIGS)
 
 
 @pytest.mark.skipif(not INTERPRETED, reason="on GPU, tests/test_triton_gpu.py runs every config at LeViT shapes")
@@ -227,7 +227,7 @@ def test_fp32_dot_precision_follows_torch():
 
 @pytest.mark.skipif(not INTERPRETED, reason="checks the interpreter's mode lock")
 def test_interpreter_mode_is_locked_once_kernels_exist(monkeypatch):
-    from levit_kernels.backends.triton import attention  # noqa: F401  (builds the kernels if not yet built)
+    from levit_kernels.backends.triton import biased  # noqa: F401  (builds the kernels if not yet built)
 
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert _runtime.interpreting()  # the built kernels are interpreted, whatever the environment says now
@@ -283,3 +283,24 @@ def test_availability_without_triton_or_gpu():
     if not torch.cuda.is_available():
         assert "(False, 'no CUDA GPU visible to torch" in result.stdout
         assert "refused: linear: backend 'triton' is unavailable: no CUDA GPU" in result.stdout
+
+
+def test_kernel_modules_do_not_shadow_backend_functions():
+    """A kernel module named like a backend function replaces that function on import (an `attention.py` once broke
+    either `attention` or `biased_attention`, whichever ran second); run each op, in a fresh process, before and after
+    the others have imported their kernel modules."""
+    code = ("import torch, levit_kernels as lk\n"
+            "from levit_kernels import reference\n"
+            "q, k, v = torch.randn(1, 2, 16, 16), torch.randn(1, 2, 16, 16), torch.randn(1, 2, 16, 8)\n"
+            "first = lk.attention(q, k, v, backend='triton')\n"
+            "lk.biased_attention(q, k, v, torch.randn(2, 16), 4, backend='triton')\n"
+            "lk.shrink_attention(torch.randn(1, 16, 8), torch.randn(32, 8), torch.randn(32), k, v, torch.randn(2, 16), 4,"
+            " backend='triton')\n"
+            "again = lk.attention(q, k, v, backend='triton')\n"
+            "assert torch.equal(first, again)\n"
+            "assert (first - reference.attention(q, k, v)).abs().max() < 1e-5\n"
+            "import levit_kernels.backends.triton as t\n"
+            "assert callable(t.attention) and callable(t.biased_attention) and callable(t.shrink_attention)\n")
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -125,10 +125,10 @@ def op_calls(gen, batch, dtype, device, att, shrink, tokens, c, hidden):
 
 def autotuned_kernels():
     """{op name: (its autotuned kernel, the GPU candidate configs)}."""
-    from levit_kernels.backends.triton import attention, gemm, shrink
+    from levit_kernels.backends.triton import biased, gemm, shrink
 
-    return {"biased_attention": (attention._biased_attention_kernel, attention.GPU_CONFIGS),
-            "shrink_attention": (shrink._shrink_attention_kernel, attention.GPU_CONFIGS),
+    return {"biased_attention": (biased._biased_attention_kernel, biased.GPU_CONFIGS),
+            "shrink_attention": (shrink._shrink_attention_kernel, biased.GPU_CONFIGS),
             "linear": (gemm._linear_kernel, gemm.GPU_LINEAR_CONFIGS),
             "mlp": (gemm._mlp_kernel, gemm.GPU_MLP_CONFIGS)}
 

@@ -1,6 +1,8 @@
-"""Triton GPU backend (``backend="triton"``): attention.py (biased_attention), shrink.py (shrink_attention),
-flash.py (attention), gemm.py (linear, mlp), norm_pool.py (layer_norm, pool_mixer), registered as
-``torch.ops.levit_triton.*`` by library.py.
+"""Triton GPU backend (``backend="triton"``): biased.py (biased_attention), shrink.py (shrink_attention), flash.py
+(attention), gemm.py (linear, mlp), norm_pool.py (layer_norm, pool_mixer), registered as ``torch.ops.levit_triton.*``
+by library.py. No kernel module may share a name with a backend function: importing a submodule sets the package
+attribute of its name, so an ``attention.py`` replaced the function ``attention`` below (or, imported as
+``from levit_kernels.backends.triton import attention``, gave the function instead of the module).
 
 Devices: CUDA tensors; with ``TRITON_INTERPRET=1`` set before the first kernel is built, CPU tensors too, through
 the Triton interpreter (how the test suite checks the kernels without a GPU).

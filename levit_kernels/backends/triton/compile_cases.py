@@ -14,7 +14,7 @@ import dataclasses
 from typing import Iterator
 
 # The kernel modules the check imports (levit_kernels.backends.triton.<name>), each with compile_cases().
-MODULES = ("attention", "shrink", "gemm", "flash")
+MODULES = ("biased", "shrink", "gemm", "flash")
 
 # Scalar arguments that are floats (everything else not a pointer or constexpr is an int32).
 FLOAT_ARGS = ("scale",)

@@ -13,9 +13,9 @@ from torch import Tensor
 @torch.library.custom_op("levit_triton::biased_attention", mutates_args=())
 def biased_attention(q: Tensor, k: Tensor, v: Tensor, attention_biases: Tensor, resolution: int, stride: int,
                      scale: float, activation: Optional[str]) -> Tensor:
-    from levit_kernels.backends.triton import attention
+    from levit_kernels.backends.triton import biased
 
-    return attention.biased_attention(q, k, v, attention_biases, resolution, stride, scale, activation)
+    return biased.biased_attention(q, k, v, attention_biases, resolution, stride, scale, activation)
 
 
 @biased_attention.register_fake

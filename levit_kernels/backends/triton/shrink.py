@@ -1,6 +1,6 @@
 """Shrink attention: LeViT's subsampling attention, queries projected in-kernel.
 
-One program per (batch, head) and slice of query tiles, as in attention.py, except that each query tile is
+One program per (batch, head) and slice of query tiles, as in biased.py, except that each query tile is
 computed on chip: the rows of x at the stride-s grid points (token (yi·s)·R + xi·s, read in place: no subsampled
 copy) times the head's D rows of q_weight, plus q_bias, rounded to the input dtype as the reference's linear does.
 Then the same biased attention core with the stride-aware bias index.
@@ -11,7 +11,7 @@ import triton.language as tl
 from levit_kernels import _debug
 from levit_kernels.backends.triton import _runtime
 from levit_kernels.backends.triton._jit import activation_code
-from levit_kernels.backends.triton.attention import (_CONFIGS, _PRUNE, GPU_CONFIGS, attend, attention_grid,
+from levit_kernels.backends.triton.biased import (_CONFIGS, _PRUNE, GPU_CONFIGS, attend, attention_grid,
                                                      attention_tiles, load_keys_values, query_rows,
                                                      store_token_major)
 from levit_kernels.reference import query_grid_side
