@@ -191,7 +191,7 @@ def test_gpu_configs_meet_the_dot_rule_at_every_levit_shape():
     shapes += [cases.AttentionShape(r, s, h, d, dv, c) for _, h, r, s, c, d, dv, _, _ in SHRINK_CASES]
     for s in shapes:
         for batch in (1, 2048):
-            g = attention.pairs_per_program(s.r * s.r, batch * s.h)
+            g = biased.pairs_per_program(s.r * s.r, batch * s.h)
             biased.attention_tiles("biased_attention", s.r * s.r, s.d, s.dv, g, biased.GPU_CONFIGS)
         shrink.projection_tile(s.c, _runtime.block(s.d), biased.GPU_CONFIGS)
 
