@@ -13,6 +13,9 @@
 # torch headers the compiler is pointed at have the same path too and venv B's builds hit A's. The rest is venv
 # creation and torch's unpacking.
 set -euo pipefail
+# Nothing from the caller's environment may steer imports in the fresh venvs (a PYTHONPATH pointing at a checkout
+# made the editable-install check import that checkout instead).
+unset PYTHONPATH PYTHONHOME
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/levit-fresh.XXXXXX")
