@@ -11,8 +11,11 @@ PY=${PYTHON:-python3}
 # NEON under qemu-aarch64 (installs g++-aarch64-linux-gnu and qemu-user when missing).
 bash scripts/neon_test.sh --native
 bash scripts/neon_test.sh
-# The README install in fresh venvs (bundled and newest pip, newest setuptools), every install kind.
-bash scripts/fresh_install_test.sh
+# The README install in fresh venvs (bundled and newest pip, newest setuptools), every install kind:
+# `bash scripts/fresh_install_test.sh`, run by hand for now. Not a stage yet: its first venv (bundled pip 23.2.1 +
+# setuptools 84.2.1, the README install, pip wheel) passed, but its four extension builds took 8+ minutes of a shared
+# 2-core machine for venv A alone and the newest-pip venv has not completed a run; it joins this script once it has,
+# inside CI's time budget.
 # AddressSanitizer + UndefinedBehaviorSanitizer build of csrc: the C++ tests and the CPU op tests again; fails on any
 # report (about 9 minutes on 2 cores, most of it the instrumented build).
 bash scripts/sanitize_test.sh
