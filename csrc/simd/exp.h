@@ -35,7 +35,9 @@ inline V exp(V x) {
 template <class V>
 inline V exp2_nonpositive(V x) {
   x = V::max(V::set1(-127.0f), x);  // NaN stays NaN: max returns its second operand when either is NaN
-  const V n = V::round(x);          // in [-127, 0]
+  // n from a NaN-free copy (NaN → -127): converting NaN to int is undefined behaviour in C++ (the scalar pow2i;
+  // UBSan caught it). r, and so the result, stay NaN through x.
+  const V n = V::round(V::max(x, V::set1(-127.0f)));  // in [-127, 0]
   const V r = x - n;
   V p = V::set1(0x1.5a8502p-10f);
   p = V::fma(p, r, V::set1(0x1.3cec16p-7f));
