@@ -9,8 +9,9 @@ shared bytes) and writes it to --out. What is compiled comes from levit_kernels.
 
 Compiled kernels land in Triton's cache (TRITON_CACHE_DIR; --cache-dir), so a rerun with unchanged kernels only
 reads it back. A compile is a few CPU seconds (fp32 ieee dots, expanded to FMAs, are the slowest), so the full
-matrix takes a while cold; --quick compiles each config at its kernel's first shape class in fp32 and bf16 only
-(fp16 tiles are bf16's size; fp32 is the largest).
+matrix takes a while cold; --quick compiles only the shape classes no other class covers (the largest tiles of
+each kernel: a config that fits there fits the covered classes) in fp32 and bf16 only (fp16 tiles are bf16's size
+and draw from the same list).
 
     python scripts/triton_compile_check.py --targets sm_80,sm_90 [--quick] [--jobs N] [--out FILE]
 """
@@ -50,17 +51,12 @@ def parse_targets(text: str) -> list[int]:
 
 
 def collect(modules: list[str], quick: bool) -> list:
-    """Every CompileCase of ``modules`` (quick: the first shape class of each kernel only)."""
+    """Every CompileCase of ``modules`` (quick: only the classes no other class of the kernel covers, see
+    compile_cases.mark_covered)."""
     cases = []
     for name in modules:
         module = importlib.import_module(name if "." in name else f"levit_kernels.backends.triton.{name}")
-        got = module.compile_cases()
-        if quick:
-            firsts = {}
-            for case in got:
-                firsts.setdefault(case.kernel, case)
-            got = list(firsts.values())
-        cases += got
+        cases += [case for case in module.compile_cases() if not (quick and case.covered)]
     return cases
 
 
@@ -156,7 +152,7 @@ def main(argv=None) -> int:
     parser.add_argument("--targets", default="sm_80,sm_90", help="comma-separated: sm_80, sm_90")
     parser.add_argument("--dtypes", default=None, help="comma-separated of fp32, fp16, bf16 (default all; "
                                                        "--quick: fp32,bf16)")
-    parser.add_argument("--quick", action="store_true", help="each kernel's first shape class only")
+    parser.add_argument("--quick", action="store_true", help="only the shape classes no other class covers")
     parser.add_argument("--module", action="append", default=[],
                         help="compile this module's compile_cases() instead of the backend's (repeatable)")
     parser.add_argument("--spills", choices=("fail", "report"), default="fail",
@@ -179,7 +175,7 @@ def main(argv=None) -> int:
     from levit_kernels.backends.triton.compile_cases import MODULES
 
     cases = collect(args.module or list(MODULES), args.quick)
-    _JOBS[:] = [(case, config, dtype, cc) for case in cases for config in case.configs for dtype in dtypes
+    _JOBS[:] = [(case, config, dtype, cc) for case in cases for dtype in dtypes for config in case.configs_for(dtype)
                 for cc in targets]
     started = time.time()
     print(f"triton_compile_check: {len(_JOBS)} compiles ({len(cases)} kernel × shape-class cases, dtypes "

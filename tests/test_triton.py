@@ -193,7 +193,7 @@ def test_gpu_configs_meet_the_dot_rule_at_every_levit_shape():
         for batch in (1, 2048):
             g = biased.pairs_per_program(s.r * s.r, batch * s.h)
             biased.attention_tiles("biased_attention", s.r * s.r, s.d, s.dv, g, biased.GPU_CONFIGS)
-        shrink.projection_tile(s.c, _runtime.block(s.d), biased.GPU_CONFIGS)
+        shrink.projection_tile(s.c, _runtime.block(s.d), shrink.GPU_CONFIGS)
 
 
 @pytest.mark.skipif(not INTERPRETED, reason="on GPU, tests/test_triton_gpu.py runs every config at LeViT shapes")
@@ -304,3 +304,34 @@ def test_kernel_modules_do_not_shadow_backend_functions():
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("op", ["biased", "shrink"])
+def test_table_bias_streamed_when_keys_do_not_fit(op, gen, monkeypatch):
+    """With the on-chip K/V budget at 0 every launch takes the flash kernel with the gathered dense bias
+    (table_bias_streamed.py) — the path LeViT-192+'s fp32 stage-1 shrink takes on a GPU — and agrees with the
+    reference as the on-chip kernels do."""
+    from levit_kernels.backends.triton import table_bias_streamed
+
+    routed = []
+    monkeypatch.setattr(table_bias_streamed, "ON_CHIP_KV_BYTES", 0)
+    for name in ("biased_attention", "shrink_attention"):
+        original = getattr(table_bias_streamed, name)
+        monkeypatch.setattr(table_bias_streamed, name,
+                            lambda *a, _f=original, _n=name, **kw: routed.append(_n) or _f(*a, **kw))
+    if op == "biased":
+        for b, h, r, stride, d, dv, packed, activation in ATTENTION_CASES[:3] + ATTENTION_CASES[5:7]:
+            q, k, v, biases = cases.attention_inputs(gen, b, h, r, stride, d, dv, torch.float32, DEVICE, packed)
+            out = run_poisoned(levit_kernels.biased_attention, q, k, v, biases, r, stride, activation=activation,
+                               backend="triton")
+            assert_close_to_reference(out, cases.attention_reference(q, k, v, biases, r, stride, activation),
+                                      torch.float32)
+    else:
+        for b, h, r, stride, c, d, dv, packed, activation in SHRINK_CASES[:4]:
+            x, wq, bq, k, v, biases = cases.shrink_inputs(gen, b, h, r, stride, c, d, dv, torch.float32, DEVICE,
+                                                          packed)
+            out = run_poisoned(levit_kernels.shrink_attention, x, wq, bq, k, v, biases, r, stride,
+                               activation=activation, backend="triton")
+            assert_close_to_reference(out, cases.shrink_reference(x, wq, bq, k, v, biases, r, stride, activation),
+                                      torch.float32)
+    assert routed and set(routed) == {f"{op}_attention"} | ({"biased_attention"} if op == "shrink" else set())

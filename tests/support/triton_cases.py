@@ -128,7 +128,7 @@ def autotuned_kernels():
     from levit_kernels.backends.triton import biased, gemm, shrink
 
     return {"biased_attention": (biased._biased_attention_kernel, biased.GPU_CONFIGS),
-            "shrink_attention": (shrink._shrink_attention_kernel, biased.GPU_CONFIGS),
+            "shrink_attention": (shrink._shrink_attention_kernel, shrink.GPU_CONFIGS),
             "linear": (gemm._linear_kernel, gemm.GPU_LINEAR_CONFIGS),
             "mlp": (gemm._mlp_kernel, gemm.GPU_MLP_CONFIGS)}
 

@@ -62,12 +62,43 @@ def assert_dot_shape(kernel: str, m: int, n: int, k: int):
             raise AssertionError(f"{kernel}: tl.dot {name} = {side} must be a power of two >= {MIN_DOT} on GPU")
 
 
-def configs(gpu_configs, interpreted_config):
-    """Autotune candidates: the GPU list; its first entry alone when LEVIT_KERNELS_TRITON_AUTOTUNE=0 (quick
-    compiles for shape sweeps in tests); one fixed config when interpreted (multi-config autotune needs a driver
-    to time them). Read when the kernel modules are imported."""
+def dtype_class(dtype: torch.dtype) -> str:
+    """Which autotune list a launch draws from: "fp32" for 4-byte operands, "half" for fp16/bf16. The two need
+    different tiles: an exact fp32 ("ieee") tl.dot is expanded into FMAs with its operands in registers, and a
+    4-byte tile held across a loop takes twice the registers of a 16-bit one (scripts/triton_compile_check.py)."""
+    return "fp32" if dtype.itemsize == 4 else "half"
+
+
+def config_key(config) -> str:
+    """A config's identity (its tiles, warps, stages), for matching one list's entries against another's."""
+    return str(config)
+
+
+def tuned_configs(by_dtype: dict, interpreted_config) -> list:
+    """Autotune candidates: the union of the per-dtype-class GPU lists (``by_dtype``: {"fp32": [...], "half":
+    [...]}, each list's untuned default first); each list's first entry alone when
+    LEVIT_KERNELS_TRITON_AUTOTUNE=0 (quick compiles for shape sweeps in tests); one fixed config when interpreted
+    (multi-config autotune needs a driver to time them). Read when the kernel modules are imported. A launch
+    keeps only its own dtype's entries (see :func:`for_dtype`)."""
     if interpreting():
         return [interpreted_config]
     if os.environ.get("LEVIT_KERNELS_TRITON_AUTOTUNE", "1") == "0":
-        return [gpu_configs[0]]
-    return list(gpu_configs)
+        return unique(configs[0] for configs in by_dtype.values())
+    return unique(c for configs in by_dtype.values() for c in configs)
+
+
+def unique(configs) -> list:
+    seen = {}
+    for config in configs:
+        seen.setdefault(config_key(config), config)
+    return list(seen.values())
+
+
+def for_dtype(configs, by_dtype: dict, dtype: torch.dtype) -> list:
+    """The candidates among ``configs`` that ``dtype``'s list holds, in that list's order (``configs`` itself when
+    none is: the interpreter's single config); only the first when autotuning is off."""
+    keys = {config_key(c): c for c in configs}
+    kept = [keys[config_key(c)] for c in by_dtype[dtype_class(dtype)] if config_key(c) in keys]
+    if os.environ.get("LEVIT_KERNELS_TRITON_AUTOTUNE", "1") == "0":
+        kept = kept[:1]
+    return kept or list(configs)

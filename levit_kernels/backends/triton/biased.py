@@ -11,7 +11,7 @@ import triton
 import triton.language as tl
 
 from levit_kernels import _debug
-from levit_kernels.backends.triton import _runtime
+from levit_kernels.backends.triton import _runtime, table_bias_streamed
 from levit_kernels.backends.triton._jit import activate, activation_code
 from levit_kernels.reference import query_grid_side
 
@@ -103,25 +103,39 @@ def store_token_major(out_ptr, o, row_bh, row_i, row_ok, so_b, so_n, so_c,
              mask=row_ok[:, None] & (dv < DV)[None, :])
 
 
-def query_tile_configs(prune_key: str):
-    """Autotune space shared by the attention kernels: query tile, tiles per program (K/V reuse), warps."""
-    default = triton.Config({"BLOCK_M": 32, "TILES": 1}, num_warps=4, num_stages=1)
-    gpu = [default] + [triton.Config({"BLOCK_M": bm, "TILES": tiles}, num_warps=warps, num_stages=1)
-                       for bm in (16, 32, 64, 128) for tiles in (1, 4) for warps in (4, 8)
-                       if (bm, tiles, warps) != (32, 1, 4)]
+def _query_tile(bm, tiles, warps):
+    return triton.Config({"BLOCK_M": bm, "TILES": tiles}, num_warps=warps, num_stages=1)
+
+
+def query_tile_configs(prune_key: str, tiles_by_dtype: dict):
+    """Autotune space of the attention kernels: query tile, tiles per program (K/V reuse), warps, from
+    ``tiles_by_dtype`` ({"fp32" | "half": [(BLOCK_M, TILES, warps), ...]}, each list's untuned default first).
+    Returns (every GPU config, the lists by dtype class, the configs the autotuner gets, its prune). The prune keeps
+    the launch's dtype list (read off k_ptr, which both kernels take), then the tiles the packed rows can fill."""
+    by_dtype = {name: [_query_tile(*t) for t in tiles] for name, tiles in tiles_by_dtype.items()}
+    gpu = _runtime.unique(c for configs in by_dtype.values() for c in configs)
     # Interpreted: small tiles and two per program so the tile loop and the multi-program grid both run.
-    interpreted = triton.Config({"BLOCK_M": 16, "TILES": 2}, num_warps=4, num_stages=1)
+    interpreted = _query_tile(16, 2, 4)
 
     def prune(configs, named_args, **kwargs):
-        rows = {**named_args, **kwargs}[prune_key]
+        args = {**named_args, **kwargs}
+        configs = _runtime.for_dtype(configs, by_dtype, args["k_ptr"].dtype)
+        rows = args[prune_key]
         kept = [c for c in configs if c.kwargs["BLOCK_M"] <= _runtime.block(rows)
                 and (c.kwargs["TILES"] == 1 or c.kwargs["BLOCK_M"] < rows)]
         return kept or configs[:1]
 
-    return gpu, _runtime.configs(gpu, interpreted), {"early_config_prune": prune}
+    return gpu, by_dtype, _runtime.tuned_configs(by_dtype, interpreted), {"early_config_prune": prune}
 
 
-GPU_CONFIGS, _CONFIGS, _PRUNE = query_tile_configs("PACKED_ROWS")
+# Kept per dtype where every config compiles without spills for sm_80 and sm_90 at every LeViT shape
+# (scripts/triton_compile_check.py, triton 3.9). Dropped, fp32: (32, 1, 8) spilled 120–248 B at the packed stage-2
+# shapes (G = 4), 4-warp fp32 tiles hold K and V in twice the registers; 16-bit: (64, 1, 8) spilled 32 B at G = 4,
+# (64, 4, 8) 24 B and (16, 1, 4) 40 B at LeViT-192's stage 0 on sm_80; 128-row tiles spilled 256–6632 B.
+GPU_CONFIGS, GPU_CONFIGS_BY_DTYPE, _CONFIGS, _PRUNE = query_tile_configs("PACKED_ROWS", {
+    "fp32": [(16, 1, 8), (16, 4, 8)],
+    "half": [(32, 1, 4), (16, 1, 8), (32, 1, 8), (32, 4, 8)],
+})
 
 
 @triton.autotune(configs=_CONFIGS, key=["R", "STRIDE", "H", "D", "DV", "G"], prune_configs_by=_PRUNE)
@@ -170,11 +184,13 @@ def attention_grid(pairs, g, packed_rows):
 def biased_attention(q, k, v, attention_biases, resolution, stride, scale, activation):
     b, h, nq, d = q.shape
     nk, dv = k.shape[2], v.shape[3]
+    g = pairs_per_program(nk, max(1, b * h))
+    block_n, d_pad, dv_pad = attention_tiles("biased_attention", nk, d, dv, g, _CONFIGS)
+    if q.numel() and not table_bias_streamed.fits_on_chip(block_n, d_pad, dv_pad, q.element_size()):
+        return table_bias_streamed.biased_attention(q, k, v, attention_biases, resolution, stride, scale, activation)
     out = _debug.new_output((b, nq, h * dv), q)
     if out.numel() == 0:
         return out
-    g = pairs_per_program(nk, b * h)
-    block_n, d_pad, dv_pad = attention_tiles("biased_attention", nk, d, dv, g, _CONFIGS)
     _biased_attention_kernel[attention_grid(b * h, g, g * nq)](
         q, k, v, attention_biases, out, *q.stride(), *k.stride(), *v.stride(), *attention_biases.stride(),
         *out.stride(), b * h, scale,
@@ -192,18 +208,29 @@ def attention_constexprs(h, r, stride, d, dv, g, configs):
                 PACKED_ROWS=g * nq, BLOCK_N=block_n, D_PAD=d_pad, DV_PAD=dv_pad, ACT=activation_code("hardswish"))
 
 
+def on_chip_configs(configs: dict, consts: dict) -> dict:
+    """{dtype: configs} with none for the dtypes whose K/V tile this kernel does not take (those launches run the
+    flash kernel instead: table_bias_streamed.py)."""
+    import torch
+
+    from levit_kernels.backends.triton.compile_cases import DTYPES
+
+    return {name: kept if table_bias_streamed.fits_on_chip(consts["BLOCK_N"], consts["D_PAD"], consts["DV_PAD"],
+                                                           getattr(torch, DTYPES[name]).itemsize) else ()
+            for name, kept in configs.items()}
+
+
 def compile_cases():
     """For scripts/triton_compile_check.py: every LeViT attention at a batch large enough for full packing (G is
     the most pairs a program takes); one class per tile set (G, BLOCK_N, D_PAD, DV_PAD) and pruned config list."""
-    from levit_kernels.backends.triton.compile_cases import CompileCase, distinct, levit_blocks
+    from levit_kernels.backends.triton.compile_cases import CompileCase, distinct, levit_blocks, per_dtype
 
     cases = []
     for variant, blk in levit_blocks("attention"):
         g = pairs_per_program(blk.resolution ** 2, 64 * blk.heads)
         consts = attention_constexprs(blk.heads, blk.resolution, blk.stride, blk.key_dim, blk.value_dim, g,
                                       GPU_CONFIGS)
-        configs = _PRUNE["early_config_prune"](GPU_CONFIGS, consts)
+        configs = on_chip_configs(per_dtype(_PRUNE["early_config_prune"], GPU_CONFIGS, consts, "k_ptr"), consts)
         cases.append(CompileCase(_biased_attention_kernel, f"{variant} s{blk.stage} N{consts['NQ']}x"
-                                 f"{blk.resolution ** 2} D{blk.key_dim} DV{blk.value_dim} G{g}", consts,
-                                 tuple(configs)))
+                                 f"{blk.resolution ** 2} D{blk.key_dim} DV{blk.value_dim} G{g}", consts, configs))
     return distinct(cases, ("G", "BLOCK_N", "D_PAD", "DV_PAD"))

@@ -20,20 +20,27 @@ _runtime.freeze_kernel_mode()
 
 LOG2E = tl.constexpr(1.4426950408889634)
 
-# Query tile, key block, warps, pipeline stages. (128, 64) with 4 warps is the usual sm_80/sm_90 choice at head dim
-# 64 in fp16/bf16; fp32 ("ieee") dots need the smaller tiles to fit the registers.
-GPU_CONFIGS = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-               for bm, bn, w, s in ((64, 64, 4, 2), (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2),
-                                    (64, 32, 4, 3), (64, 128, 4, 2), (32, 32, 4, 2), (16, 32, 4, 2))]
+def _tile(bm, bn, warps, stages):
+    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages)
+
+
+# Query tile, key block, warps, pipeline stages, per dtype class, the untuned default first. (128, 64) with 4-8 warps
+# is the usual sm_80/sm_90 choice at head dim 64 in fp16/bf16; fp32 ("ieee") dots need the smaller tiles.
+GPU_CONFIGS_BY_DTYPE = {
+    "fp32": [_tile(32, 32, 4, 2), _tile(16, 32, 4, 2), _tile(32, 32, 8, 2)],
+    "half": [_tile(64, 64, 4, 2), _tile(128, 64, 8, 3), _tile(64, 32, 4, 3), _tile(32, 32, 4, 2)],
+}
+GPU_CONFIGS = _runtime.unique(c for configs in GPU_CONFIGS_BY_DTYPE.values() for c in configs)
 # Interpreted: 16×16 tiles, so small test sizes still run several query tiles and several key blocks.
-INTERPRETED_CONFIG = triton.Config({"BLOCK_M": 16, "BLOCK_N": 16}, num_warps=4, num_stages=1)
-_CONFIGS = _runtime.configs(GPU_CONFIGS, INTERPRETED_CONFIG)
+INTERPRETED_CONFIG = _tile(16, 16, 4, 1)
+_CONFIGS = _runtime.tuned_configs(GPU_CONFIGS_BY_DTYPE, INTERPRETED_CONFIG)
 
 
 def _prune(configs, named_args, **kwargs):
     args = {**named_args, **kwargs}
+    configs = _runtime.for_dtype(configs, GPU_CONFIGS_BY_DTYPE, args["k_ptr"].dtype)
     kept = [c for c in configs if c.kwargs["BLOCK_M"] <= args["NQ_CLASS"] and c.kwargs["BLOCK_N"] <= args["NK_CLASS"]]
-    return kept or configs[-1:]
+    return kept or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
 
 
 @triton.autotune(configs=_CONFIGS, key=["NQ_CLASS", "NK_CLASS", "D", "DV", "HAS_BIAS"],
@@ -118,9 +125,13 @@ def attention(q, k, v, scale, bias, activation):
 
 def compile_cases():
     """For scripts/triton_compile_check.py: T2T-ViT's attentions (token layer 1 at N 3136 and token layer 2 at N 784,
-    one head; the backbone at N 197, six heads; head dim 64, no bias), and the backbone's shape with a dense bias,
-    each with the configs its prune keeps."""
-    from levit_kernels.backends.triton.compile_cases import CompileCase
+    one head; the backbone at N 197, six heads; head dim 64, no bias), the backbone's shape with a dense bias, and
+    the LeViT attentions whose K/V tile the on-chip kernels do not take (table_bias_streamed.py: dense gathered
+    bias, Hardswish), in the dtypes that route them here; each with the configs its prune keeps."""
+    import torch
+
+    from levit_kernels.backends.triton import table_bias_streamed
+    from levit_kernels.backends.triton.compile_cases import DTYPES, CompileCase, levit_blocks, mark_covered, per_dtype
 
     cases = []
     for name, heads, n, has_bias in (("T2T token layer 1 N3136 D64", 1, 3136, False),
@@ -129,5 +140,21 @@ def compile_cases():
                                      ("N197 H6 D64 dense bias", 6, 197, True)):
         consts = dict(H=heads, D=64, DV=64, D_PAD=64, DV_PAD=64, NQ_CLASS=shape_class(n), NK_CLASS=shape_class(n),
                       HAS_BIAS=has_bias, ACT=activation_code(None))
-        cases.append(CompileCase(_flash_attention_kernel, name, consts, tuple(_prune(GPU_CONFIGS, consts))))
-    return cases
+        cases.append(CompileCase(_flash_attention_kernel, name, consts, per_dtype(_prune, GPU_CONFIGS, consts, "k_ptr")))
+    for kind in ("attention", "shrink"):
+        for variant, blk in levit_blocks(kind):
+            nk = blk.resolution ** 2
+            nq = ((blk.resolution - 1) // blk.stride + 1) ** 2
+            d_pad, dv_pad = _runtime.block(blk.key_dim), _runtime.block(blk.value_dim)
+            streamed = [name for name, dt in DTYPES.items() if not table_bias_streamed.fits_on_chip(
+                _runtime.block(nk), d_pad, dv_pad, getattr(torch, dt).itemsize)]
+            if not streamed:
+                continue
+            consts = dict(H=blk.heads, D=blk.key_dim, DV=blk.value_dim, D_PAD=d_pad, DV_PAD=dv_pad,
+                          NQ_CLASS=shape_class(nq), NK_CLASS=shape_class(nk), HAS_BIAS=True,
+                          ACT=activation_code("hardswish"))
+            configs = per_dtype(_prune, GPU_CONFIGS, consts, "k_ptr")
+            cases.append(CompileCase(_flash_attention_kernel, f"{variant} s{blk.stage} {kind} N{nq}x{nk} "
+                                     f"D{blk.key_dim} DV{blk.value_dim} table bias streamed", consts,
+                                     {d: c if d in streamed else () for d, c in configs.items()}))
+    return mark_covered(cases, ("D_PAD", "DV_PAD", "HAS_BIAS"), ("ACT",))

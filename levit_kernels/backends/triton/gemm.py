@@ -64,21 +64,33 @@ def check_dots(kernel, configs):
             _runtime.assert_dot_shape(kernel, m, n, k)
 
 
+def _gemm_tile(bm, bn, bk, warps, stages, **extra):
+    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, **extra, "BLOCK_K": bk}, num_warps=warps, num_stages=stages)
+
+
 def _linear_configs():
-    gpu = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-           # The 128×256 and 256×128 tiles run 2 stages, not 3: at 3, fp32 needs 192 KiB of shared memory, over
-           # sm_80's 163 KiB (scripts/triton_compile_check.py, triton 3.9; bf16/fp16 need half that).
-           for bm, bn, bk, w, s in ((128, 128, 64, 8, 3), (128, 256, 64, 8, 2), (256, 128, 64, 8, 2),
-                                    (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
-                                    (128, 128, 32, 4, 4), (64, 32, 64, 4, 4))]
-    return gpu, _runtime.configs(gpu, triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4))
+    # Kept where every config compiles without spills for sm_80 and sm_90 (scripts/triton_compile_check.py, triton
+    # 3.9, the residual and GELU epilogues). Dropped, 16-bit: 128×128×64 (8 warps) spilled 48–136 B, 128×64 and
+    # 64×128 (4 warps) 8–800 B, 128×256 and 256×128 more; the epilogue's 64-bit residual/output pointer tiles are
+    # the pressure (advancing the operand pointers instead of rebuilding them did not help: 72–3136 B).
+    by_dtype = {
+        "fp32": [_gemm_tile(*t) for t in ((32, 32, 16, 4, 2), (64, 64, 16, 8, 2), (32, 64, 16, 4, 2))],
+        "half": [_gemm_tile(*t) for t in ((64, 64, 64, 4, 4), (64, 32, 64, 4, 4))],
+    }
+
+    def prune(configs, named_args, **kwargs):
+        return _runtime.for_dtype(configs, by_dtype, {**named_args, **kwargs}["x_ptr"].dtype)
+
+    gpu = _runtime.unique(c for configs in by_dtype.values() for c in configs)
+    interpreted = _gemm_tile(16, 32, 16, 4, 1)
+    return gpu, by_dtype, _runtime.tuned_configs(by_dtype, interpreted), {"early_config_prune": prune}
 
 
-GPU_LINEAR_CONFIGS, _LINEAR_CONFIGS = _linear_configs()
+GPU_LINEAR_CONFIGS, GPU_LINEAR_CONFIGS_BY_DTYPE, _LINEAR_CONFIGS, _LINEAR_PRUNE = _linear_configs()
 check_dots("linear", _LINEAR_CONFIGS)
 
 
-@triton.autotune(configs=_LINEAR_CONFIGS, key=["M", "N", "K", "HAS_RES"])
+@triton.autotune(configs=_LINEAR_CONFIGS, key=["M", "N", "K", "HAS_RES"], prune_configs_by=_LINEAR_PRUNE)
 @triton.jit
 def _linear_kernel(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, M, N, K, sx_m, sx_k, sw_n, sw_k, sb, sr_m, sr_n,
                    so_m, so_n, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, HAS_RES: tl.constexpr,
@@ -128,24 +140,34 @@ def linear(x, weight, bias, activation, residual):
 
 
 def _mlp_configs():
-    # Output tiles up to 16K fp32 accumulators: 4 warps up to 8K, 8 warps from 8K.
-    shapes = [(bm, bn, bh, w, 3) for bm in (32, 64, 128) for bn in (64, 128, 256, 512) for bh in (32, 64)
-              for w in (4, 8) if bm * bn <= 16384 and (w == 4) == (bm * bn <= 8192)]
-    gpu = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_H": bh, "BLOCK_K": 64}, num_warps=w, num_stages=s)
-           for bm, bn, bh, w, s in [(64, 128, 64, 4, 2)] + shapes]  # the first is the untuned default
+    by_dtype = {
+        "fp32": [_gemm_tile(bm, bn, 16, w, s, BLOCK_H=bh) for bm, bn, bh, w, s in
+                 ((32, 64, 16, 4, 2), (16, 64, 16, 4, 2), (32, 128, 16, 8, 2))],
+        # 16-bit: 32-row tiles, output widths 64 to 512 so that every LeViT width (128 … 768) has one to three
+        # output tiles. Dropped: every 64-row tile (64×64, 64×128, 64×256) spilled 8–264 B on sm_80/sm_90.
+        "half": [_gemm_tile(bm, bn, 64, w, s, BLOCK_H=bh) for bm, bn, bh, w, s in
+                 ((32, 64, 32, 4, 3), (32, 256, 32, 4, 3), (32, 512, 32, 8, 3))],
+    }
     # Interpreted: output tiles narrower than the test widths, so the recompute-per-output-tile path runs too.
-    interpreted = triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_H": 16, "BLOCK_K": 16}, num_warps=4)
+    interpreted = _gemm_tile(16, 32, 16, 4, 1, BLOCK_H=16)
 
     def prune(configs, named_args, **kwargs):
-        c_out = {**named_args, **kwargs}["C_OUT"]
-        # At most three output tiles (the hidden slices are recomputed per tile), none wider than the output.
-        kept = [c for c in configs if c_out <= 3 * c.kwargs["BLOCK_N"] <= 3 * _runtime.block(c_out)]
+        args = {**named_args, **kwargs}
+        dtype, c_out = args["x_ptr"].dtype, args["C_OUT"]
+        configs = _runtime.for_dtype(configs, by_dtype, dtype)
+        if _runtime.dtype_class(dtype) == "fp32":
+            # fp32 tiles are register-bound, not recompute-bound: any output tile no wider than the output.
+            kept = [c for c in configs if c.kwargs["BLOCK_N"] <= _runtime.block(c_out)]
+        else:
+            # At most three output tiles (the hidden slices are recomputed per tile), none wider than the output.
+            kept = [c for c in configs if c_out <= 3 * c.kwargs["BLOCK_N"] <= 3 * _runtime.block(c_out)]
         return kept or configs[:1]
 
-    return gpu, _runtime.configs(gpu, interpreted), {"early_config_prune": prune}
+    gpu = _runtime.unique(c for configs in by_dtype.values() for c in configs)
+    return gpu, by_dtype, _runtime.tuned_configs(by_dtype, interpreted), {"early_config_prune": prune}
 
 
-GPU_MLP_CONFIGS, _MLP_CONFIGS, _MLP_PRUNE = _mlp_configs()
+GPU_MLP_CONFIGS, GPU_MLP_CONFIGS_BY_DTYPE, _MLP_CONFIGS, _MLP_PRUNE = _mlp_configs()
 check_dots("mlp", _MLP_CONFIGS)
 
 
@@ -197,14 +219,25 @@ def compile_cases():
     flags: linear as the optimized blocks call it (bias; bias + residual; bias + GELU for EfficientFormer's and
     T2T-ViT's MLP halves), mlp with the residual and each activation the families use (Hardswish, GELU); mlp's
     configs are those its prune keeps for some LeViT output width."""
-    from levit_kernels.backends.triton.compile_cases import CompileCase, levit_blocks
+    from levit_kernels.backends.triton.compile_cases import CompileCase, mark_covered, per_dtype
 
-    widths = sorted({blk.channels for _, blk in levit_blocks("mlp")})
-    mlp_configs = [c for c in GPU_MLP_CONFIGS
-                   if any(c in _MLP_PRUNE["early_config_prune"](GPU_MLP_CONFIGS, {"C_OUT": n}) for n in widths)]
-    linear = [CompileCase(_linear_kernel, name, dict(HAS_BIAS=True, ACT=activation_code(act), HAS_RES=res),
-                          tuple(GPU_LINEAR_CONFIGS))
-              for name, act, res in (("bias", None, False), ("bias+residual", None, True), ("bias+gelu", "gelu", False))]
-    return linear + [CompileCase(_mlp_kernel, f"{act}+residual, C_out {'/'.join(map(str, widths))}",
-                                 dict(ACT=activation_code(act), RESIDUAL=True), tuple(mlp_configs))
-                     for act in ("hardswish", "gelu")]
+    widths = sorted({blk.channels for _, blk in _levit_mlp_blocks()})
+    mlp_configs = {}
+    for n in widths:
+        for dtype, kept in per_dtype(_MLP_PRUNE["early_config_prune"], GPU_MLP_CONFIGS, {"C_OUT": n}, "x_ptr").items():
+            mlp_configs[dtype] = _runtime.unique(list(mlp_configs.get(dtype, ())) + list(kept))
+    linear = [CompileCase(_linear_kernel, name, consts,
+                          per_dtype(_LINEAR_PRUNE["early_config_prune"], GPU_LINEAR_CONFIGS, consts, "x_ptr"))
+              for name, consts in (("bias", dict(HAS_BIAS=True, ACT=activation_code(None), HAS_RES=False)),
+                                   ("bias+residual", dict(HAS_BIAS=True, ACT=activation_code(None), HAS_RES=True)),
+                                   ("bias+gelu", dict(HAS_BIAS=True, ACT=activation_code("gelu"), HAS_RES=False)))]
+    mlp = [CompileCase(_mlp_kernel, f"{act}+residual, C_out {'/'.join(map(str, widths))}",
+                       dict(ACT=activation_code(act), RESIDUAL=True), {d: tuple(c) for d, c in mlp_configs.items()})
+           for act in ("hardswish", "gelu")]
+    return mark_covered(linear, ("HAS_BIAS", "HAS_RES"), ("ACT",)) + mlp
+
+
+def _levit_mlp_blocks():
+    from levit_kernels.backends.triton.compile_cases import levit_blocks
+
+    return levit_blocks("mlp")

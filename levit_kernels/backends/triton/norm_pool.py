@@ -50,8 +50,7 @@ def layer_norm(x, weight, bias, eps):
         return out
     x2, out2 = x.reshape(-1, c), out.view(-1, c)
     m = x2.shape[0]
-    block_c = _runtime.block(c, 1)
-    block_m = max(1, min(16, _LN_TILE // block_c))
+    block_m, block_c = layer_norm_tiles(c)
     _layer_norm_kernel[(triton.cdiv(m, block_m),)](
         x2, weight if weight is not None else x2, bias if bias is not None else x2, out2, m, c, *x2.stride(),
         weight.stride(0) if weight is not None else 0, bias.stride(0) if bias is not None else 0, out2.stride(0),
@@ -102,3 +101,38 @@ def pool_mixer(x, layer_scale, pool_size):
     _pool_mixer_kernel[grid](x, layer_scale, out, h, w, c, *x.stride(), layer_scale.stride(0), *out.stride()[:3],
                              POOL=pool_size, BLOCK_P=block_p, BLOCK_C=block_c)
     return out
+
+
+def layer_norm_tiles(c: int) -> tuple[int, int]:
+    """(BLOCK_M, BLOCK_C) of a layer_norm over rows of width c."""
+    block_c = _runtime.block(c, 1)
+    return max(1, min(16, _LN_TILE // block_c)), block_c
+
+
+def compile_cases():
+    """For scripts/triton_compile_check.py: layer_norm at every width the families normalise (EfficientFormer's
+    last-stage Meta3D blocks; T2T-ViT's token layers — 3·7·7 and 64·3·3 soft-split patches, the 64-wide token
+    MLPs — and its backbone), one class per tile; pool_mixer at EfficientFormer's pool size and widths. Neither is
+    autotuned: they launch with Triton's default warps and stages."""
+    from levit import efficientformer, t2t_vit
+    from levit_kernels.backends.triton.compile_cases import CompileCase, distinct
+
+    default = (triton.Config({}, num_warps=4, num_stages=3),)
+    patch_widths = [t2t_vit.IN_CHANNELS * k * k if i == 0 else t2t_vit.TOKEN_DIM * k * k
+                    for i, (k, _, _) in enumerate(t2t_vit.SOFT_SPLITS[:2])]
+    widths = sorted({s.widths[-1] for s in efficientformer.SPECS.values()} | set(patch_widths)
+                    | {t2t_vit.TOKEN_DIM} | {s.embed_dim for s in t2t_vit.SPECS.values()})
+    cases = []
+    for c in widths:
+        block_m, block_c = layer_norm_tiles(c)
+        consts = dict(HAS_WEIGHT=True, HAS_BIAS=True, BLOCK_M=block_m, BLOCK_C=block_c)
+        cases.append(CompileCase(_layer_norm_kernel, f"layer_norm C{c}", consts, default))
+    norms, cases = distinct(cases, ("BLOCK_M", "BLOCK_C")), []
+    for spec in efficientformer.SPECS.values():
+        for stage, c in enumerate(spec.widths):
+            side = 56 >> stage  # the stem's 224 → 56, then one stride-2 downsampling per stage
+            consts = dict(POOL=spec.pool_size, BLOCK_P=min(_POOL_BLOCK_P, _runtime.block(side * side, 1)),
+                          BLOCK_C=min(_POOL_BLOCK_C, _runtime.block(c, 1)))
+            cases.append(CompileCase(_pool_mixer_kernel, f"pool_mixer {spec.name} s{stage} {side}x{side} C{c}",
+                                     consts, default))
+    return norms + distinct(cases, ("POOL", "BLOCK_P", "BLOCK_C"))

@@ -9,10 +9,10 @@ import triton
 import triton.language as tl
 
 from levit_kernels import _debug
-from levit_kernels.backends.triton import _runtime
+from levit_kernels.backends.triton import _runtime, table_bias_streamed
 from levit_kernels.backends.triton._jit import activation_code
-from levit_kernels.backends.triton.biased import (_CONFIGS, _PRUNE, GPU_CONFIGS, attend, attention_grid,
-                                                     attention_tiles, load_keys_values, query_rows,
+from levit_kernels.backends.triton.biased import (attend, attention_grid, attention_tiles, load_keys_values,
+                                                     on_chip_configs, query_rows, query_tile_configs,
                                                      store_token_major)
 from levit_kernels.reference import query_grid_side
 
@@ -39,6 +39,14 @@ def project_queries(x_ptr, wq_ptr, bq_ptr, sx_b, sx_n, sx_c, sw_o, sw_c, sbq, b,
         acc = tl.dot(xs, wt, acc, input_precision=PRECISION)
     bias = tl.load(bq_ptr + (h * D + d) * sbq, mask=d < D, other=0.0)
     return (acc + bias.to(tl.float32)[None, :]).to(x_ptr.dtype.element_ty)
+
+
+# The in-kernel q projection makes this kernel the register-heavier of the two: its own lists (16-bit (32, 1, 4) and
+# (32, 4, 8) spilled 48 and 8 B on sm_80 at LeViT-192's stage-1 shrink, where biased attention's did not).
+GPU_CONFIGS, GPU_CONFIGS_BY_DTYPE, _CONFIGS, _PRUNE = query_tile_configs("PACKED_ROWS", {
+    "fp32": [(16, 1, 8), (16, 4, 8)],
+    "half": [(32, 1, 8), (16, 1, 8)],
+})
 
 
 @triton.autotune(configs=_CONFIGS, key=["R", "STRIDE", "H", "C", "D", "DV"], prune_configs_by=_PRUNE)
@@ -75,10 +83,13 @@ def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, st
     b, h, nk, d = k.shape
     dv, c = v.shape[3], x.shape[2]
     nq = query_grid_side(resolution, stride) ** 2
+    block_n, d_pad, dv_pad = attention_tiles("shrink_attention", nk, d, dv, 1, _CONFIGS)
+    if b * h * nq and not table_bias_streamed.fits_on_chip(block_n, d_pad, dv_pad, x.element_size()):
+        return table_bias_streamed.shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, stride,
+                                                    scale, activation)
     out = _debug.new_output((b, nq, h * dv), x)
     if out.numel() == 0:
         return out
-    block_n, d_pad, dv_pad = attention_tiles("shrink_attention", nk, d, dv, 1, _CONFIGS)
     block_c = projection_tile(c, d_pad, _CONFIGS)
     _shrink_attention_kernel[attention_grid(b * h, 1, nq)](
         x, q_weight, q_bias, k, v, attention_biases, out, *x.stride(), *q_weight.stride(), *q_bias.stride(),
@@ -92,7 +103,7 @@ def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, st
 def compile_cases():
     """For scripts/triton_compile_check.py: every LeViT shrink attention; one class per tile set (BLOCK_N, D_PAD,
     DV_PAD, BLOCK_C) and pruned config list."""
-    from levit_kernels.backends.triton.compile_cases import CompileCase, distinct, levit_blocks
+    from levit_kernels.backends.triton.compile_cases import CompileCase, distinct, levit_blocks, per_dtype
 
     cases = []
     for variant, blk in levit_blocks("shrink"):
@@ -104,7 +115,8 @@ def compile_cases():
                       C=blk.in_channels, D=blk.key_dim, DV=blk.value_dim, PACKED_ROWS=nq, BLOCK_N=block_n,
                       D_PAD=d_pad, DV_PAD=dv_pad, BLOCK_C=projection_tile(blk.in_channels, d_pad, GPU_CONFIGS),
                       ACT=activation_code("hardswish"))
-        configs = _PRUNE["early_config_prune"](GPU_CONFIGS, consts)
         cases.append(CompileCase(_shrink_attention_kernel, f"{variant} s{blk.stage} N{nq}x{nk} C{blk.in_channels}"
-                                 f" D{blk.key_dim} DV{blk.value_dim}", consts, tuple(configs)))
+                                 f" D{blk.key_dim} DV{blk.value_dim}", consts,
+                                 on_chip_configs(per_dtype(_PRUNE["early_config_prune"], GPU_CONFIGS, consts, "k_ptr"),
+                                                 consts)))
     return distinct(cases, ("BLOCK_N", "D_PAD", "DV_PAD", "BLOCK_C"))
