@@ -155,9 +155,9 @@ def verify(model: nn.Module, backend: str = "auto", dtype: Union[None, str, torc
     optimized, description = optimize_described(model, backend, dtype)
     dtype = optimized.dtype
     if images is None:
-        side = optimized.image_size
+        height, width = optimized.image_hw
         gen = torch.Generator().manual_seed(seed)
-        images = torch.randn(batch, optimized.in_channels, side, side, generator=gen)
+        images = torch.randn(batch, optimized.in_channels, height, width, generator=gen)
     images = images.to(optimized.device, torch.float32)
     taps = [description.stem_tap] + [b.tap for b in description.blocks]
 
