@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from levit.config import (AttentionShape, BlockShape, ConvShape, Grid, LeViTSpec, MLPShape, ShrinkAttentionShape,
-                          get_spec, grid_text, head_shape, image_grid, op_shapes, stem_shapes)
+                          get_spec, head_shape, image_grid, op_shapes, stem_shapes)
 from levit.layers import BNLinear, ConvBN, LinearBN, fuse_modules
 from levit_kernels import reference
 
@@ -203,8 +203,8 @@ def check_images(model_name: str, x, img_size: Grid, channels: int = 3) -> None:
     expected = (channels, *reference.grid_sides(img_size))
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != expected:
         got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{model_name}: input must be images of shape (B, {', '.join(map(str, expected))}) (the "
-                         f"model was built for img_size {grid_text(img_size)}), got {got}")
+        raise ValueError(f"{model_name}: input must be images of shape (B, {', '.join(map(str, expected))}), "
+                         f"got {got}")
 
 
 def check_stages(model_name: str, stages, count: int) -> tuple[int, ...]:

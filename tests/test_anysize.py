@@ -210,7 +210,7 @@ def test_grids_follow_the_stem_arithmetic_and_features_are_maps(gen, spec, img_s
     assert model(x).shape == (1, 10)
     with pytest.raises(ValueError, match=r"stages must be increasing stage indices"):
         model.forward_features(x, stages=(1, 0))
-    with pytest.raises(ValueError, match="model was built for img_size"):
+    with pytest.raises(ValueError, match=rf"input must be images of shape \(B, 3, {h}, {w}\), got shape"):
         model(torch.randn(1, 3, h + 40, w, generator=gen))
 
 
