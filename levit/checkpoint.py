@@ -14,6 +14,14 @@ Every tensor is renamed to our key, and the result must fit the model exactly: a
 mis-shaped key raises :class:`CheckpointError` naming them (and the variant the checkpoint fits, when one does).
 Only ``num_batches_tracked`` may be absent (older checkpoints; it does not affect inference).
 
+Other input sizes: a checkpoint's attention bias tables are over its own grids (R×R: 14, 7, 4 for a 224 LeViT). In a
+model of another ``img_size`` each table is resampled to the model's grid (Rh×Rw) by
+:func:`levit_kernels.reference.resample_bias_table` — viewed as (H, R, R) over the offsets and interpolated
+bicubically, align_corners=False — and one logging notice (logger ``levit.checkpoint``) names the grids. A table is
+resampled only when its size differs: at the checkpoint's own size every tensor loads as stored. The checkpoint's
+tables must be square (every public checkpoint's are); its stored ``attention_bias_idxs`` are checked against the
+index of the checkpoint's grid.
+
 Other families' layouts live in their own modules (``levit/checkpoint_<family>.py``; EfficientFormer:
 :mod:`levit.checkpoint_efficientformer`), which :func:`register_family` their loader and layout detector and reuse
 the machinery here (:func:`convert_state_dict`, :func:`first_fitting`, :func:`finish_load`, :func:`require_layout`),
@@ -22,6 +30,8 @@ so every family reports problems the same way; :func:`load_checkpoint` dispatche
 from __future__ import annotations
 
 import argparse
+import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,9 +39,11 @@ from typing import Optional, Union
 
 import torch
 
-from levit.config import MODEL_NAMES, AttentionShape, MLPShape, ShrinkAttentionShape
+from levit.config import MODEL_NAMES, AttentionShape, MLPShape, ShrinkAttentionShape, grid_text
 from levit.model import LeViT
-from levit_kernels.reference import attention_bias_index
+from levit_kernels.reference import attention_bias_index, grid_points, resample_bias_table
+
+_LOG = logging.getLogger(__name__)
 
 LAYOUTS = ("native", "official", "timm", "timm_conv")
 # The submodule holding the weight, per unit kind and key scheme (BatchNorms are called "bn" everywhere).
@@ -161,20 +173,55 @@ def _listed(items: list[str]) -> str:
     return ", ".join(items[:_MAX_LISTED]) + more
 
 
+def square_side(n: int) -> Optional[int]:
+    """R when n = R², else None."""
+    r = math.isqrt(n) if n > 0 else 0
+    return r if r * r == n else None
+
+
+def _stored_index_grid(value: torch.Tensor, grid) -> tuple:
+    """The key grid a stored (Nq, Nk) ``attention_bias_idxs`` is over: the model's when the sizes agree, else the
+    square one of Nk keys (a checkpoint of another size; its tables get resampled)."""
+    if value.dim() == 2 and value.shape[1] != grid_points(grid):
+        side = square_side(value.shape[1])
+        return grid if side is None else side
+    return grid
+
+
+def bias_grids(model) -> dict[str, object]:
+    """{our key of each ``attention_biases`` → the model's key grid (R or (Rh, Rw))}, for any family."""
+    return {f"{name}.attention_biases": m.resolution for name, m in model.named_modules()
+            if isinstance(getattr(m, "attention_biases", None), torch.Tensor) and hasattr(m, "resolution")}
+
+
+def _resampled(value: torch.Tensor, want_shape: tuple, grid) -> Optional[tuple]:
+    """(table, source side) when ``value`` is an (H, R²) bias table of another grid than ``grid`` that resamples
+    to ``want_shape``, else None."""
+    side = square_side(value.shape[1]) if value.dim() == 2 else None
+    if side is None or len(want_shape) != 2 or value.shape[0] != want_shape[0]:
+        return None
+    return resample_bias_table(value, side, grid), side
+
+
 def convert_state_dict(state_dict: Mapping, mapping: Mapping[str, str], expected: Mapping[str, torch.Tensor],
-                       index_keys: Mapping[str, tuple], adapt=None) -> tuple[dict, list[str]]:
+                       index_keys: Mapping[str, tuple], adapt=None, grids: Optional[Mapping[str, object]] = None,
+                       resampled: Optional[list] = None) -> tuple[dict, list[str]]:
     """Rename ``state_dict`` by ``mapping`` ({their key → our key}) and check it against ``expected`` (our state
     dict); returns (converted, problems), each problem naming keys and shapes. Stored ``attention_bias_idxs`` keys
     (``index_keys``: key → (resolution, stride)) are checked against the |dy|·R+|dx| index and dropped.
-    ``adapt(value, want_shape)`` may reshape a stored tensor first (timm_conv's 1×1 convs). Used by every family's
-    loader (levit/checkpoint_*.py), so all report problems the same way."""
+    ``adapt(value, want_shape)`` may reshape a stored tensor first (timm_conv's 1×1 convs). Bias tables of other
+    grids than the model's (``grids``: our key → grid, :func:`bias_grids`) are resampled, each recorded in
+    ``resampled`` as (our key, checkpoint side, model grid). Used by every family's loader (levit/checkpoint_*.py),
+    so all report problems the same way."""
     converted, seen, unexpected, misshaped, bad_index = {}, set(), [], [], []
+    grids = grids or {}
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
             misshaped.append(f"{key}: not a tensor ({type(value).__name__})")
             continue
         if key in index_keys:
-            want = attention_bias_index(*index_keys[key])
+            grid, stride = index_keys[key]
+            want = attention_bias_index(_stored_index_grid(value, grid), stride)
             if tuple(value.shape) != tuple(want.shape) or not torch.equal(value.cpu().long(), want):
                 bad_index.append(f"{key} {tuple(value.shape)} (expected |dy|·R+|dx| over {tuple(want.shape)})")
             continue
@@ -186,6 +233,12 @@ def convert_state_dict(state_dict: Mapping, mapping: Mapping[str, str], expected
         want_shape, stored_shape = tuple(expected[ours].shape), tuple(value.shape)
         if adapt is not None:
             value = adapt(value, want_shape)
+        if tuple(value.shape) != want_shape and ours in grids:
+            table = _resampled(value, want_shape, grids[ours])
+            if table is not None:
+                value = table[0]
+                if resampled is not None:
+                    resampled.append((ours, table[1], grids[ours]))
         if tuple(value.shape) != want_shape:
             misshaped.append(f"{key}: checkpoint {stored_shape} vs model {want_shape}")
             continue
@@ -208,13 +261,14 @@ def _linear_from_conv(value: torch.Tensor, want_shape: tuple) -> torch.Tensor:
     return value
 
 
-def _convert(state_dict: Mapping, layout: str, model: LeViT) -> tuple[dict, list[str]]:
+def _convert(state_dict: Mapping, layout: str, model: LeViT, resampled: Optional[list] = None
+             ) -> tuple[dict, list[str]]:
     """Rename ``state_dict`` to our keys; returns (converted, problems), problems naming keys and shapes."""
     scheme = "timm" if layout == "timm_conv" else layout
     expected = model.state_dict()
     mapping = {k: k for k in expected} if scheme == "native" else key_map(model, scheme)
     return convert_state_dict(state_dict, mapping, expected, _bias_index_keys(model, scheme),
-                              _linear_from_conv if layout == "timm_conv" else None)
+                              _linear_from_conv if layout == "timm_conv" else None, bias_grids(model), resampled)
 
 
 def describe(model) -> str:
@@ -270,9 +324,20 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Mapping:
                               + (f": {detail}" if detail else "")) from exc
 
 
-def finish_load(model, layout: str, converted: dict, problems: list[str], fitting) -> object:
+def report_resampled(model, resampled: list) -> None:
+    """One logging notice naming the grids the bias tables were resampled between (none when nothing was)."""
+    if not resampled:
+        return
+    pairs = list(dict.fromkeys(f"{s}×{s} → {grid_text(g)}" for _, s, g in resampled))
+    _LOG.warning("%s: resampled %d attention bias table(s) of the checkpoint to the model's img_size %s "
+                 "(bicubic, align_corners=False): grids %s", model.name, len(resampled), grid_text(model.img_size),
+                 ", ".join(pairs))
+
+
+def finish_load(model, layout: str, converted: dict, problems: list[str], fitting, resampled: list = ()) -> object:
     """Load ``converted`` into ``model`` strictly, or raise :class:`CheckpointError` listing ``problems`` with the
-    variant ``fitting()`` names (a :func:`first_fitting` result) as a hint; nothing is loaded unless all fits."""
+    variant ``fitting()`` names (a :func:`first_fitting` result) as a hint; nothing is loaded unless all fits.
+    ``resampled`` (from :func:`convert_state_dict`) is reported once, after the load."""
     if problems:
         fits = fitting()
         hint = f"; the checkpoint fits {fits}" if fits else ""
@@ -281,14 +346,17 @@ def finish_load(model, layout: str, converted: dict, problems: list[str], fittin
     for key, value in current.items():  # only num_batches_tracked may be absent (see convert_state_dict)
         converted.setdefault(key, value)
     model.load_state_dict(converted, strict=True)
+    report_resampled(model, list(resampled))
     return model
 
 
 def _load_levit(model: LeViT, checkpoint: Mapping) -> LeViT:
     state_dict = unwrap(checkpoint)
     layout = detect_layout(state_dict)
-    converted, problems = _convert(state_dict, layout, model)
-    return finish_load(model, layout, converted, problems, lambda: _fitting_variant(state_dict, layout, model))
+    resampled: list = []
+    converted, problems = _convert(state_dict, layout, model, resampled)
+    return finish_load(model, layout, converted, problems, lambda: _fitting_variant(state_dict, layout, model),
+                       resampled)
 
 
 # Model class → (loader(model, the checkpoint's mapping as read: each family unwraps its own wrappers),

@@ -97,10 +97,13 @@ def detect_layout(state_dict: Mapping) -> str:
                                  "'stem.conv1.conv.weight')")
 
 
-def convert(state_dict: Mapping, layout: str, model: EfficientFormer) -> tuple[dict, list[str]]:
-    """Rename ``state_dict`` to our keys; returns (converted, problems), problems naming keys and shapes."""
+def convert(state_dict: Mapping, layout: str, model: EfficientFormer, resampled: Optional[list] = None
+            ) -> tuple[dict, list[str]]:
+    """Rename ``state_dict`` to our keys; returns (converted, problems), problems naming keys and shapes. Bias
+    tables of another grid are resampled (recorded in ``resampled``, see :func:`levit.checkpoint.convert_state_dict`)."""
     return common.convert_state_dict(state_dict, key_map(model, layout), model.state_dict(),
-                                     bias_index_keys(model, layout))
+                                     bias_index_keys(model, layout), grids=common.bias_grids(model),
+                                     resampled=resampled)
 
 
 def _fitting_variant(state_dict: Mapping, layout: str, model: EfficientFormer) -> str:
@@ -116,9 +119,10 @@ def load(model: EfficientFormer, checkpoint: Mapping) -> EfficientFormer:
     """The EfficientFormer loader :func:`levit.load_checkpoint` dispatches to."""
     state_dict = common.unwrap(checkpoint)
     layout = detect_layout(state_dict)
-    converted, problems = convert(state_dict, layout, model)
+    resampled: list = []
+    converted, problems = convert(state_dict, layout, model, resampled)
     return common.finish_load(model, layout, converted, problems,
-                              lambda: _fitting_variant(state_dict, layout, model))
+                              lambda: _fitting_variant(state_dict, layout, model), resampled)
 
 
 common.register_family(EfficientFormer, load, layout_of)

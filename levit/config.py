@@ -10,6 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
+from levit_kernels.reference import grid, grid_points, grid_sides, query_grid
+
+# A grid (an image, a token map, an attention's key grid): an int S for S×S, or (H, W) when not square. Every shape
+# here holds the canonical form (reference.grid: the int when square), so square models look as they always have.
+Grid = Union[int, tuple[int, int]]
+
 STEM_CONVS = 4                 # 3×3 stride-2 pad-1 convs: 224 → 14, the "b16" patch embedding
 STAGE_ATTENTION_VALUE_RATIO = 2  # stage attention: value dim = 2·D
 SHRINK_VALUE_RATIO = 4           # shrink attention: value dim = 4·D
@@ -53,43 +59,70 @@ def get_spec(name: Union[str, LeViTSpec]) -> LeViTSpec:
         raise ValueError(f"unknown LeViT variant {name!r}; valid names: {', '.join(MODEL_NAMES)}") from None
 
 
-def downsampled_side(side: int, stride: int = 2) -> int:
-    """Grid side after a stride-s subsampling (or a 3×3 stride-s pad-1 conv): ceil(side / s)."""
+def downsampled_side(side: Grid, stride: int = 2) -> Grid:
+    """Grid side after a stride-s subsampling (or a 3×3 stride-s pad-1 conv): ceil(side / s); a grid (H, W)
+    side by side (odd sides round up)."""
+    if isinstance(side, tuple):
+        return grid(*query_grid(side, stride))
     return (side - 1) // stride + 1
+
+
+def image_grid(img_size, what: str = "img_size") -> Grid:
+    """A model's ``img_size``: an int S (S×S images) or a pair (H, W) of positive ints, in canonical form; anything
+    else raises ValueError naming it."""
+    def positive(v) -> bool:
+        return not isinstance(v, bool) and isinstance(v, int) and v >= 1
+
+    if isinstance(img_size, (tuple, list)) and len(img_size) == 2 and all(positive(v) for v in img_size):
+        return grid(int(img_size[0]), int(img_size[1]))
+    if positive(img_size):
+        return img_size
+    raise ValueError(f"{what} must be a positive int (square images) or a pair (H, W) of positive ints (image sides "
+                     f"in pixels), got {img_size!r}")
+
+
+def grid_text(g: Grid) -> str:
+    """'14×14' or '28×50'."""
+    h, w = grid_sides(g)
+    return f"{h}×{w}"
 
 
 @dataclass(frozen=True)
 class ConvShape:
-    """A stem Conv+BN: 3×3, stride 2, padding 1, on a side×side image."""
+    """A stem Conv+BN: 3×3, stride 2, padding 1, on a side×side (or H×W) image."""
 
     in_channels: int
     out_channels: int
-    in_side: int
+    in_side: Grid
     kernel: int = 3
     stride: int = 2
     padding: int = 1
 
     @property
-    def out_side(self) -> int:
+    def out_side(self) -> Grid:
         return downsampled_side(self.in_side, self.stride)
+
+    @property
+    def out_points(self) -> int:
+        return grid_points(self.out_side)
 
 
 class _AttentionGeometry:
-    """What stage and shrink attention share: keys on the R×R grid, queries on its stride-s subgrid."""
+    """What stage and shrink attention share: keys on the R×R (or Rh×Rw) grid, queries on its stride-s subgrid."""
 
     heads: int
     key_dim: int
     value_dim: int
-    resolution: int
+    resolution: Grid
     stride: int
 
     @property
     def queries(self) -> int:
-        return downsampled_side(self.resolution, self.stride) ** 2
+        return grid_points(downsampled_side(self.resolution, self.stride))
 
     @property
     def keys(self) -> int:
-        return self.resolution ** 2
+        return grid_points(self.resolution)
 
     def attention_operands(self, batch: int) -> dict[str, tuple[int, ...]]:
         """Shapes of :func:`levit_kernels.biased_attention`'s tensors (``out``: its result) at ``batch``."""
@@ -108,13 +141,13 @@ class AttentionShape(_AttentionGeometry):
     heads: int
     key_dim: int
     value_dim: int
-    resolution: int
+    resolution: Grid
     stride: int = 1
     kind: str = "attention"
 
     @property
     def tokens(self) -> int:
-        return self.resolution ** 2
+        return grid_points(self.resolution)
 
     @property
     def linears(self) -> dict[str, tuple[int, int]]:
@@ -134,12 +167,12 @@ class ShrinkAttentionShape(_AttentionGeometry):
     heads: int
     key_dim: int
     value_dim: int
-    resolution: int
+    resolution: Grid
     stride: int = SHRINK_STRIDE
     kind: str = "shrink"
 
     @property
-    def out_resolution(self) -> int:
+    def out_resolution(self) -> Grid:
         return downsampled_side(self.resolution, self.stride)
 
     @property
@@ -164,12 +197,12 @@ class MLPShape:
     stage: int
     channels: int
     hidden: int
-    resolution: int
+    resolution: Grid
     kind: str = "mlp"
 
     @property
     def tokens(self) -> int:
-        return self.resolution ** 2
+        return grid_points(self.resolution)
 
     @property
     def linears(self) -> dict[str, tuple[int, int]]:
@@ -194,26 +227,27 @@ class HeadShape:
     heads: int  # 2 with distillation, else 1
 
 
-def stem_shapes(name: Union[str, LeViTSpec], img_size: int = 224) -> list[ConvShape]:
-    """The stem's convs: 3 → C/8 → C/4 → C/2 → C channels, each halving the side."""
+def stem_shapes(name: Union[str, LeViTSpec], img_size: Grid = 224) -> list[ConvShape]:
+    """The stem's convs: 3 → C/8 → C/4 → C/2 → C channels, each halving the side(s)."""
     width = get_spec(name).widths[0]
     channels = [3] + [width // 2 ** (STEM_CONVS - 1 - i) for i in range(STEM_CONVS)]
-    shapes, side = [], img_size
+    shapes, side = [], image_grid(img_size)
     for cin, cout in zip(channels, channels[1:]):
         shapes.append(ConvShape(cin, cout, side))
         side = shapes[-1].out_side
     return shapes
 
 
-def token_resolution(img_size: int = 224) -> int:
-    """Side of the token grid the stem produces from an img_size×img_size image (14 for 224)."""
-    side = img_size
+def token_resolution(img_size: Grid = 224) -> Grid:
+    """Side of the token grid the stem produces from an img_size×img_size image (14 for 224; (28, 50) for
+    (448, 800): every stem conv halves each side, rounding up)."""
+    side = image_grid(img_size)
     for _ in range(STEM_CONVS):
         side = downsampled_side(side)
     return side
 
 
-def op_shapes(name: Union[str, LeViTSpec], img_size: int = 224) -> list[BlockShape]:
+def op_shapes(name: Union[str, LeViTSpec], img_size: Grid = 224) -> list[BlockShape]:
     """Every transformer block of variant ``name`` in forward order.
 
     Stage s runs depths[s] × (AttentionShape, MLPShape); before stages 1, 2, … a ShrinkAttentionShape (heads =

@@ -18,7 +18,7 @@ checkpoint layouts map unit by unit, see :mod:`levit.checkpoint_efficientformer`
                                  .ls2 (LayerScale)
         Flatten                  last stage only, before its first Meta3D: (B, C, H, W) → (B, H·W, C)
         Meta3D                   .norm1 (LayerNorm), .token_mixer (Attention: .qkv, .proj Linear,
-                                 .attention_biases (8, R²)), .ls1, .norm2, .mlp (LinearMLP: .fc1, .fc2), .ls2
+                                 .attention_biases (8, Rh·Rw)), .ls1, .norm2, .mlp (LinearMLP: .fc1, .fc2), .ls2
     norm: LayerNorm; head, head_dist: Linear (head_dist is None without distillation)
 
 :meth:`EfficientFormer.fuse` folds every BatchNorm into the conv before it and every LayerScale the math allows
@@ -34,9 +34,10 @@ import torch.nn as nn
 
 from levit import registry
 from levit.checkpoint import load_checkpoint
-from levit.config import downsampled_side
+from levit.config import Grid, downsampled_side, image_grid
 from levit.layers import ConvBN, _linear_with, fuse_modules
-from levit.model import LeViT, _BiasedAttentionBase, randomize_ as _randomize_batchnorms_and_biases
+from levit.model import LeViT, _BiasedAttentionBase, check_stages, tokens_to_map
+from levit.model import randomize_ as _randomize_batchnorms_and_biases
 from levit_kernels import reference
 
 ACTIVATION = "gelu"  # the exact erf form, torch's default, as nn.GELU() in both timm and the official code
@@ -82,9 +83,10 @@ def get_spec(name: Union[str, EfficientFormerSpec]) -> EfficientFormerSpec:
         raise ValueError(f"unknown EfficientFormer variant {name!r}; valid names: {', '.join(MODEL_NAMES)}") from None
 
 
-def stage_sides(img_size: int = 224) -> tuple[int, ...]:
-    """Map side of each stage (56, 28, 14, 7 for 224): every stem conv and downsampling halves it, rounding up."""
-    side = img_size
+def stage_sides(img_size: Grid = 224) -> tuple[Grid, ...]:
+    """Map side of each stage (56, 28, 14, 7 for 224; (112, 200) … (14, 25) for (448, 800)): every stem conv and
+    downsampling halves each side, rounding up."""
+    side = image_grid(img_size)
     for _ in range(STEM_CONVS):
         side = downsampled_side(side)
     sides = [side]
@@ -187,7 +189,7 @@ class Attention(_BiasedAttentionBase):
     """qkv Linear (per head: q D, k D, v Dv), biased attention with LeViT's |dy|·R+|dx| table, no activation,
     proj Linear. q, k, v are strided views of the qkv output, as (B, H, N, ·)."""
 
-    def __init__(self, channels: int, spec: EfficientFormerSpec, resolution: int):
+    def __init__(self, channels: int, spec: EfficientFormerSpec, resolution: Grid):
         super().__init__(spec.heads, spec.key_dim, spec.value_dim, resolution, 1)
         self.qkv = nn.Linear(channels, spec.heads * (2 * spec.key_dim + spec.value_dim))
         self.proj = nn.Linear(spec.heads * spec.value_dim, channels)
@@ -222,7 +224,7 @@ def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
 class Meta3D(nn.Module):
     """Pre-LN transformer block on (B, N, C) tokens: ``x + ls1·Attention(LN(x))``, ``x + ls2·MLP(LN(x))``."""
 
-    def __init__(self, channels: int, spec: EfficientFormerSpec, resolution: int):
+    def __init__(self, channels: int, spec: EfficientFormerSpec, resolution: Grid):
         super().__init__()
         self.channels = channels
         self.norm1 = nn.LayerNorm(channels)  # eps 1e-5 in both timm and the official code
@@ -249,7 +251,7 @@ class Meta3D(nn.Module):
 class Stage(nn.Module):
     """Optional downsampling ConvBN, then the stage's blocks (Meta4D; in the last stage Flatten and Meta3D after)."""
 
-    def __init__(self, in_channels: int, channels: int, depth: int, attention_blocks: int, side: int,
+    def __init__(self, in_channels: int, channels: int, depth: int, attention_blocks: int, side: Grid,
                  spec: EfficientFormerSpec, downsample: bool):
         super().__init__()
         self.downsample = ConvBN(in_channels, channels, 3, 2, 1, bias=True) if downsample else nn.Identity()
@@ -274,13 +276,12 @@ class EfficientFormer(nn.Module):
     training returns ``(cls, dist)`` (one tensor without distillation). :meth:`fuse` folds BN and LayerScale."""
 
     def __init__(self, spec: Union[str, EfficientFormerSpec], num_classes: int = 1000, distillation: bool = True,
-                 img_size: int = 224):
+                 img_size: Grid = 224):
         super().__init__()
         self.spec = spec = get_spec(spec)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 1:
-            raise ValueError(f"img_size must be a positive int (image side in pixels), got {img_size!r}")
+        img_size = image_grid(img_size)
         self.num_classes, self.distillation, self.img_size = num_classes, bool(distillation), img_size
         self.fused = False
         self.sides = stage_sides(img_size)
@@ -300,10 +301,26 @@ class EfficientFormer(nn.Module):
     def name(self) -> str:
         return self.spec.name
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, S, S) → normalised last-stage tokens (B, N, C)."""
+    def forward_features(self, x: torch.Tensor, stages=None):
+        """Images (B, 3, H, W) → normalised last-stage tokens (B, N, C). With ``stages`` (increasing stage indices,
+        e.g. ``(0, 1, 2, 3)``): the list of those stages' outputs as maps (B, C_s, H_s, W_s) instead, the last one
+        before the final norm (as timm's ``forward_intermediates``) — the model as a detection/segmentation
+        backbone."""
         self._check_input(x)
-        return _layer_norm(self.norm, self.stages(self.stem(x)))
+        x = self.stem(x)
+        if stages is None:
+            return _layer_norm(self.norm, self.stages(x))
+        wanted = check_stages(self.name, stages, len(self.stages))
+        maps = []
+        for i, stage in enumerate(self.stages[:wanted[-1] + 1]):
+            x = stage(x)
+            if i in wanted:
+                maps.append(x if x.dim() == 4 else tokens_to_map(x, self.sides[i]))
+        return maps
+
+    @property
+    def stage_grids(self) -> tuple[Grid, ...]:
+        return self.sides
 
     # Input check and heads are LeViT's to the letter (they read only name, img_size, head and head_dist): eval
     # averages the two heads' logits, training returns both.
@@ -373,11 +390,11 @@ def randomize_(model: nn.Module, generator: Optional[torch.Generator] = None) ->
 
 
 def create_model(name: Union[str, EfficientFormerSpec], num_classes: int = 1000, distillation: bool = True,
-                 checkpoint=None, img_size: int = 224) -> EfficientFormer:
-    """Build EfficientFormer variant ``name`` (:data:`MODEL_NAMES`), optionally loading ``checkpoint`` (a path or a
-    state dict in any layout :func:`levit.load_checkpoint` accepts for this family). Returned in train mode, as
-    ``nn.Module`` constructors do; call ``.eval()`` for inference. A checkpoint trained at 224 fits img_size 224
-    only (the bias tables are R×R with R = img_size / 32)."""
+                 checkpoint=None, img_size: Grid = 224) -> EfficientFormer:
+    """Build EfficientFormer variant ``name`` (:data:`MODEL_NAMES`) for ``img_size`` (an int or (H, W)), optionally
+    loading ``checkpoint`` (a path or a state dict in any layout :func:`levit.load_checkpoint` accepts for this
+    family). Returned in train mode, as ``nn.Module`` constructors do; call ``.eval()`` for inference. The bias
+    tables are Rh×Rw with R = ceil(side / 32): a checkpoint of another size has them resampled on load."""
     model = EfficientFormer(name, num_classes, distillation, img_size)
     return model if checkpoint is None else load_checkpoint(model, checkpoint)
 

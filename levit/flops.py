@@ -24,7 +24,8 @@ from typing import Union
 from levit import efficientformer
 from levit.registry import family_of
 from levit.config import (AttentionShape, BlockShape, ConvShape, LeViTSpec, MLPShape, ShrinkAttentionShape,
-                          downsampled_side, head_shape, op_shapes, stem_shapes)
+                          downsampled_side, head_shape, image_grid, op_shapes, stem_shapes)
+from levit_kernels.reference import grid_points
 
 PAPER_MACS = {"levit_128s": 305e6, "levit_128": 406e6, "levit_192": 658e6, "levit_256": 1120e6,
               "levit_384": 2353e6}
@@ -32,7 +33,7 @@ PAPER_MACS_EFFICIENTFORMER = {"efficientformer_l1": 1.3e9, "efficientformer_l3":
 
 
 def conv_macs(shape: ConvShape) -> int:
-    return shape.in_channels * shape.out_channels * shape.kernel ** 2 * shape.out_side ** 2
+    return shape.in_channels * shape.out_channels * shape.kernel ** 2 * shape.out_points
 
 
 def attention_core_macs(heads: int, queries: int, keys: int, key_dim: int, value_dim: int) -> int:
@@ -60,19 +61,19 @@ def efficientformer_macs(name: Union[str, "efficientformer.EfficientFormerSpec"]
     spec = efficientformer.get_spec(name)
     sides = efficientformer.stage_sides(img_size)
     c0 = spec.widths[0]
-    macs = 3 * (c0 // 2) * 9 * downsampled_side(img_size) ** 2 + (c0 // 2) * c0 * 9 * sides[0] ** 2
+    macs = 3 * (c0 // 2) * 9 * grid_points(downsampled_side(image_grid(img_size))) + (c0 // 2) * c0 * 9 * grid_points(sides[0])
     last = len(spec.widths) - 1
     for i, (width, depth, side) in enumerate(zip(spec.widths, spec.depths, sides)):
         if i > 0:
-            macs += spec.widths[i - 1] * width * 9 * side ** 2
-        mlp = 2 * spec.mlp_ratio * width * width * side ** 2
+            macs += spec.widths[i - 1] * width * 9 * grid_points(side)
+        mlp = 2 * spec.mlp_ratio * width * width * grid_points(side)
         attention_blocks = spec.attention_blocks if i == last else 0
         macs += depth * mlp
         if attention_blocks:
             qkv = width * spec.heads * (2 * spec.key_dim + spec.value_dim)
             proj = spec.heads * spec.value_dim * width
-            core = attention_core_macs(spec.heads, side ** 2, side ** 2, spec.key_dim, spec.value_dim)
-            macs += attention_blocks * ((qkv + proj) * side ** 2 + core)
+            core = attention_core_macs(spec.heads, grid_points(side), grid_points(side), spec.key_dim, spec.value_dim)
+            macs += attention_blocks * ((qkv + proj) * grid_points(side) + core)
     return macs + spec.widths[-1] * num_classes * (2 if distillation else 1)
 
 

@@ -8,10 +8,14 @@ Module tree of ``LeViT`` (what the checkpoint layouts map onto, see :mod:`levit.
 
     stem: Stem                   conv1..conv4 (levit.layers.ConvBN: .conv, .bn), Hardswish between (act1..act3)
     blocks: Sequential           in op_shapes order:
-        Residual(Attention)      .body: .qkv, .proj (LinearBN: .linear, .bn), .attention_biases (H, R²)
+        Residual(Attention)      .body: .qkv, .proj (LinearBN: .linear, .bn), .attention_biases (H, Rh·Rw)
         Residual(MLP)            .body: .fc1, .fc2 (LinearBN)
-        ShrinkAttention          .kv, .q, .proj (LinearBN), .attention_biases (H, R²); no residual
+        ShrinkAttention          .kv, .q, .proj (LinearBN), .attention_biases (H, Rh·Rw); no residual
     head, head_dist: ClassifierHead   .bn (BatchNorm1d), .linear (head_dist is None without distillation)
+
+Any input size: ``img_size`` is an int S or a pair (H, W); every grid follows the stem's arithmetic (each 3×3
+stride-2 conv halves a side, rounding up) and is stored as an int when square, (Rh, Rw) otherwise. A checkpoint of
+another size is resampled on load (:mod:`levit.checkpoint`).
 """
 from __future__ import annotations
 
@@ -21,8 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from levit.config import (AttentionShape, BlockShape, ConvShape, LeViTSpec, MLPShape, ShrinkAttentionShape,
-                          get_spec, head_shape, op_shapes, stem_shapes)
+from levit.config import (AttentionShape, BlockShape, ConvShape, Grid, LeViTSpec, MLPShape, ShrinkAttentionShape,
+                          get_spec, head_shape, image_grid, op_shapes, stem_shapes)
 from levit.layers import BNLinear, ConvBN, LinearBN, fuse_modules
 from levit_kernels import reference
 
@@ -42,7 +46,7 @@ class Stem(nn.Sequential):
 
 
 class _BiasedAttentionBase(nn.Module):
-    """Holds the (H, R²) bias table and its eval-time gathered (H, Nq, Nk) form.
+    """Holds the (H, Rh·Rw) bias table and its eval-time gathered (H, Nq, Nk) form.
 
     The gathered bias is cached only when no gradient can flow to the table (eval mode, and grad disabled or the
     table frozen); the cache is dropped on ``train()``/``eval()``, ``load_state_dict`` and every ``_apply``
@@ -50,12 +54,12 @@ class _BiasedAttentionBase(nn.Module):
     and device, so an in-place edit of ``attention_biases`` cannot leave it stale either.
     """
 
-    def __init__(self, heads: int, key_dim: int, value_dim: int, resolution: int, stride: int):
+    def __init__(self, heads: int, key_dim: int, value_dim: int, resolution: Grid, stride: int):
         super().__init__()
         self.heads, self.key_dim, self.value_dim = heads, key_dim, value_dim
         self.resolution, self.stride = resolution, stride
         self.scale = key_dim ** -0.5
-        self.attention_biases = nn.Parameter(torch.zeros(heads, resolution * resolution))
+        self.attention_biases = nn.Parameter(torch.zeros(heads, reference.grid_points(resolution)))
         self._bias_cache: Optional[tuple[tuple, torch.Tensor]] = None
 
     def _table_key(self) -> tuple:
@@ -193,13 +197,30 @@ def build_block(shape: BlockShape, drop_path: float = 0.0) -> nn.Module:
     raise TypeError(f"build_block: unknown block shape {type(shape).__name__}")
 
 
-def check_images(model_name: str, x, img_size: int, channels: int = 3) -> None:
-    """A model's input must be a (B, channels, img_size, img_size) tensor; the error names the model and the shape."""
-    expected = (channels, img_size, img_size)
+def check_images(model_name: str, x, img_size: Grid, channels: int = 3) -> None:
+    """A model's input must be a (B, channels, H, W) tensor of its img_size; the error names the model and the
+    shapes."""
+    expected = (channels, *reference.grid_sides(img_size))
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != expected:
         got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{model_name}: input must be images of shape (B, {', '.join(map(str, expected))}), "
                          f"got {got}")
+
+
+def check_stages(model_name: str, stages, count: int) -> tuple[int, ...]:
+    """``stages`` of forward_features: stage indices in [0, count), increasing; the error names the model."""
+    ok = isinstance(stages, (tuple, list, range)) and len(stages) > 0 and all(
+        isinstance(s, int) and not isinstance(s, bool) and 0 <= s < count for s in stages) and list(
+        stages) == sorted(set(stages))
+    if not ok:
+        raise ValueError(f"{model_name}: stages must be increasing stage indices in [0, {count}), got {stages!r}")
+    return tuple(stages)
+
+
+def tokens_to_map(x: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """(B, H·W, C) row-major tokens → the (B, C, H, W) map."""
+    h, w = reference.grid_sides(grid)
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
 
 
 class LeViT(nn.Module):
@@ -207,18 +228,20 @@ class LeViT(nn.Module):
     ``(cls, dist)`` (one tensor without distillation). :meth:`fuse` folds every BatchNorm for inference."""
 
     def __init__(self, spec: Union[str, LeViTSpec], num_classes: int = 1000, distillation: bool = True,
-                 img_size: int = 224):
+                 img_size: Grid = 224):
         super().__init__()
         self.spec = get_spec(spec)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 1:
-            raise ValueError(f"img_size must be a positive int (image side in pixels), got {img_size!r}")
+        img_size = image_grid(img_size)
         self.num_classes, self.distillation, self.img_size = num_classes, bool(distillation), img_size
         self.fused = False
         self.stem = Stem(stem_shapes(self.spec, img_size))
         self.block_shapes = op_shapes(self.spec, img_size)
         self.blocks = nn.Sequential(*[build_block(s, self.spec.drop_path) for s in self.block_shapes])
+        # Token grid of each stage (an MLP of every stage runs on it, after the shrink that leads in).
+        self.stage_grids = tuple(next(b.resolution for b in self.block_shapes if isinstance(b, MLPShape)
+                                      and b.stage == s) for s in range(self.spec.stages))
         head = head_shape(self.spec, num_classes, distillation)
         self.head = ClassifierHead(head.channels, num_classes)
         self.head_dist = ClassifierHead(head.channels, num_classes) if distillation else None
@@ -230,11 +253,24 @@ class LeViT(nn.Module):
     def _check_input(self, x) -> None:
         check_images(self.name, x, self.img_size)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, S, S) → last-stage tokens (B, N, C)."""
+    def forward_features(self, x: torch.Tensor, stages=None):
+        """Images (B, 3, H, W) → last-stage tokens (B, N, C). With ``stages`` (increasing stage indices, e.g.
+        ``(0, 1, 2)``): the list of those stages' outputs as maps (B, C_s, H_s, W_s) instead — the model as a
+        detection/segmentation backbone (a stage's output: its last block's, before the next shrink)."""
         self._check_input(x)
         x = self.stem(x).flatten(2).transpose(1, 2)
-        return self.blocks(x)
+        if stages is None:
+            return self.blocks(x)
+        wanted = check_stages(self.name, stages, len(self.stage_grids))
+        maps, shapes = [], self.block_shapes
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            stage = shapes[i].stage
+            if (i + 1 == len(shapes) or shapes[i + 1].stage != stage) and stage in wanted:
+                maps.append(tokens_to_map(x, self.stage_grids[stage]))
+                if stage == wanted[-1]:
+                    break
+        return maps
 
     def forward(self, x: torch.Tensor):
         features = self.forward_features(x).mean(dim=1)
@@ -289,10 +325,11 @@ def randomize_(model: nn.Module, generator: Optional[torch.Generator] = None) ->
 
 
 def create_model(name: Union[str, LeViTSpec], num_classes: int = 1000, distillation: bool = True,
-                 checkpoint=None, img_size: int = 224) -> LeViT:
-    """Build LeViT variant ``name`` (see :data:`levit.config.MODEL_NAMES`), optionally loading ``checkpoint`` (a
-    path or state dict in any layout :func:`levit.checkpoint.load_checkpoint` accepts). Returned in train mode,
-    as ``nn.Module`` constructors do; call ``.eval()`` for inference."""
+                 checkpoint=None, img_size: Grid = 224) -> LeViT:
+    """Build LeViT variant ``name`` (see :data:`levit.config.MODEL_NAMES`) for ``img_size`` (an int or (H, W)),
+    optionally loading ``checkpoint`` (a path or state dict in any layout :func:`levit.checkpoint.load_checkpoint`
+    accepts; a checkpoint of another size has its bias tables resampled). Returned in train mode, as ``nn.Module``
+    constructors do; call ``.eval()`` for inference."""
     model = LeViT(name, num_classes, distillation, img_size)
     if checkpoint is not None:
         from levit.checkpoint import load_checkpoint

@@ -4,50 +4,65 @@ Semantics are defined by :mod:`levit_kernels.reference`; see each function there
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
 from levit_kernels import _checks as check
 from levit_kernels import backends
-from levit_kernels.reference import ACTIVATIONS, query_grid_side
+from levit_kernels.reference import ACTIVATIONS, query_grid
 
 # Largest pool_mixer window (the CPU kernel keeps a window's row table on the stack: csrc/pool/pool_kernel.h).
 MAX_POOL_SIZE = 129
 
 
+def _resolution(op, resolution) -> tuple[int, int]:
+    """An int R (the R×R grid) or a pair (Rh, Rw) of positive ints → (Rh, Rw)."""
+    if isinstance(resolution, (tuple, list, torch.Size)):
+        if len(resolution) != 2:
+            check.fail(op, "resolution", "an int R or a pair (Rh, Rw)", repr(resolution))
+        return (check.positive_int(op, "resolution[0] (Rh)", resolution[0]),
+                check.positive_int(op, "resolution[1] (Rw)", resolution[1]))
+    r = check.positive_int(op, "resolution", resolution)
+    return r, r
+
+
 def _attention_operands(op, k, v, attention_biases, resolution, stride):
-    """Check k, v, the bias table and the grid; return (B, H, Nq, D)."""
+    """Check k, v, the bias table and the grid; return (B, H, Nq, D, (Rh, Rw), stride)."""
     check.tensor(op, "k", k, 4, "(B, H, Nk, D)")
     check.tensor(op, "v", v, 4, "(B, H, Nk, Dv)")
-    check.tensor(op, "attention_biases", attention_biases, 2, "(H, R²)")
-    resolution = check.positive_int(op, "resolution", resolution)
+    check.tensor(op, "attention_biases", attention_biases, 2, "(H, Rh·Rw)")
+    rh, rw = _resolution(op, resolution)
     stride = check.positive_int(op, "stride", stride)
     b, h, nk, d = k.shape
-    if nk != resolution * resolution:
-        check.fail(op, "k", f"of size resolution² = {resolution * resolution} in dim 2 (keys on the R×R grid)",
+    grid = f"{rh}×{rw} grid of 'resolution'"
+    if nk != rh * rw:
+        check.fail(op, "k", f"of size Rh·Rw = {rh * rw} in dim 2 (keys on the {grid})",
                    f"shape {tuple(k.shape)}")
     check.dim_equals(op, "v", v, 0, b, "batch, as k")
     check.dim_equals(op, "v", v, 1, h, "heads, as k")
     check.dim_equals(op, "v", v, 2, nk, "keys, as k")
     check.dim_equals(op, "attention_biases", attention_biases, 0, h, "heads, as k")
-    check.dim_equals(op, "attention_biases", attention_biases, 1, nk, "resolution²")
+    check.dim_equals(op, "attention_biases", attention_biases, 1, nk, f"table width Rh·Rw of the {grid}")
     if d == 0 or v.shape[3] == 0:
         check.fail(op, "k/v", "non-empty head dims", f"k {tuple(k.shape)}, v {tuple(v.shape)}")
-    nq = query_grid_side(resolution, stride) ** 2
-    return b, h, nq, d, resolution, stride
+    qh, qw = query_grid((rh, rw), stride)
+    return b, h, qh * qw, d, (rh, rw), stride
 
 
 def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_biases: torch.Tensor,
-                     resolution: int, stride: int = 1, scale: Optional[float] = None,
+                     resolution: Union[int, tuple[int, int]], stride: int = 1, scale: Optional[float] = None,
                      activation: Optional[str] = None, backend: str = "auto") -> torch.Tensor:
-    """Attention with LeViT's relative-position bias; returns (B, Nq, H·Dv). See reference.biased_attention."""
+    """Attention with LeViT's relative-position bias, keys on the Rh×Rw grid (``resolution`` an int R or a pair
+    (Rh, Rw)); returns (B, Nq, H·Dv). See reference.biased_attention."""
     op = "biased_attention"
     check.tensor(op, "q", q, 4, "(B, H, Nq, D)")
     b, h, nq, d, resolution, stride = _attention_operands(op, k, v, attention_biases, resolution, stride)
     check.dim_equals(op, "q", q, 0, b, "batch, as k")
     check.dim_equals(op, "q", q, 1, h, "heads, as k")
-    check.dim_equals(op, "q", q, 2, nq, f"queries on the stride-{stride} grid of side {resolution}")
+    qh, qw = query_grid(resolution, stride)
+    check.dim_equals(op, "q", q, 2, nq, f"queries on the stride-{stride} {qh}×{qw} subgrid of the "
+                     f"{resolution[0]}×{resolution[1]} grid of 'resolution'")
     check.dim_equals(op, "q", q, 3, d, "key dim, as k")
     check.same_dtype_device(op, [("q", q), ("k", k), ("v", v), ("attention_biases", attention_biases)])
     scale = check.scale(op, scale, d)
@@ -57,17 +72,19 @@ def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attentio
 
 
 def shrink_attention(x: torch.Tensor, q_weight: torch.Tensor, q_bias: torch.Tensor, k: torch.Tensor,
-                     v: torch.Tensor, attention_biases: torch.Tensor, resolution: int, stride: int = 2,
+                     v: torch.Tensor, attention_biases: torch.Tensor, resolution: Union[int, tuple[int, int]],
+                     stride: int = 2,
                      scale: Optional[float] = None, activation: Optional[str] = None,
                      backend: str = "auto") -> torch.Tensor:
     """LeViT's shrink attention (queries projected from the stride-s tokens of x); returns (B, Nq, H·Dv)."""
     op = "shrink_attention"
-    check.tensor(op, "x", x, 3, "(B, R², C)")
+    check.tensor(op, "x", x, 3, "(B, Rh·Rw, C)")
     check.tensor(op, "q_weight", q_weight, 2, "(H·D, C)")
     check.tensor(op, "q_bias", q_bias, 1, "(H·D,)")
     b, h, _, d, resolution, stride = _attention_operands(op, k, v, attention_biases, resolution, stride)
     check.dim_equals(op, "x", x, 0, b, "batch, as k")
-    check.dim_equals(op, "x", x, 1, resolution * resolution, "tokens = resolution²")
+    check.dim_equals(op, "x", x, 1, resolution[0] * resolution[1],
+                     f"tokens of the {resolution[0]}×{resolution[1]} grid of 'resolution'")
     check.dim_equals(op, "q_weight", q_weight, 0, h * d, "heads × key dim of k")
     check.dim_equals(op, "q_weight", q_weight, 1, x.shape[2], "channels of x")
     check.dim_equals(op, "q_bias", q_bias, 0, h * d, "heads × key dim of k")

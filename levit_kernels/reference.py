@@ -19,33 +19,78 @@ ACTIVATIONS = (None, "hardswish", "gelu", "relu")
 
 
 def query_grid_side(resolution: int, stride: int) -> int:
-    """Side of the query grid: the R×R key grid subsampled every ``stride`` points, i.e. ceil(R / stride)."""
+    """Side of the query grid: a key grid side R subsampled every ``stride`` points, i.e. ceil(R / stride)."""
     return (resolution - 1) // stride + 1
 
 
+def grid_sides(resolution) -> tuple[int, int]:
+    """(Rh, Rw) of a key grid given as an int R (the R×R grid) or a pair (Rh, Rw)."""
+    if isinstance(resolution, (tuple, list, torch.Size)):
+        rh, rw = resolution
+        return int(rh), int(rw)
+    return int(resolution), int(resolution)
+
+
+def grid(rh: int, rw: int):
+    """The canonical form of an Rh×Rw grid: the int R when square (what a square model has always stored), else the
+    pair (Rh, Rw)."""
+    return rh if rh == rw else (rh, rw)
+
+
+def query_grid(resolution, stride: int) -> tuple[int, int]:
+    """(ceil(Rh / s), ceil(Rw / s)): the sides of the query grid, the key grid subsampled every ``stride`` points."""
+    rh, rw = grid_sides(resolution)
+    return query_grid_side(rh, stride), query_grid_side(rw, stride)
+
+
+def grid_points(resolution) -> int:
+    """Rh·Rw, the number of points (tokens, keys) of a grid given as an int or a pair."""
+    rh, rw = grid_sides(resolution)
+    return rh * rw
+
+
 @functools.lru_cache(maxsize=64)
-def _bias_index_cpu(resolution: int, stride: int) -> torch.Tensor:
-    side_q = query_grid_side(resolution, stride)
-    yq, xq = torch.meshgrid(torch.arange(side_q) * stride, torch.arange(side_q) * stride, indexing="ij")
-    yk, xk = torch.meshgrid(torch.arange(resolution), torch.arange(resolution), indexing="ij")
+def _bias_index_cpu(rh: int, rw: int, stride: int) -> torch.Tensor:
+    qh, qw = query_grid((rh, rw), stride)
+    yq, xq = torch.meshgrid(torch.arange(qh) * stride, torch.arange(qw) * stride, indexing="ij")
+    yk, xk = torch.meshgrid(torch.arange(rh), torch.arange(rw), indexing="ij")
     dy = (yq.reshape(-1, 1) - yk.reshape(1, -1)).abs()
     dx = (xq.reshape(-1, 1) - xk.reshape(1, -1)).abs()
-    return dy * resolution + dx
+    return dy * rw + dx
 
 
-def attention_bias_index(resolution: int, stride: int = 1, device=None) -> torch.Tensor:
-    """(Nq, Nk) int64 index into a head's row of the (H, R²) bias table: ``|yi·s − yj|·R + |xi·s − xj|``."""
+def attention_bias_index(resolution, stride: int = 1, device=None) -> torch.Tensor:
+    """(Nq, Nk) int64 index into a head's row of the (H, Rh·Rw) bias table: ``|yi·s − yj|·Rw + |xi·s − xj|``, keys
+    on the Rh×Rw grid (``resolution`` an int R for R×R, or (Rh, Rw)), queries on its stride-s subgrid. The table,
+    viewed as (H, Rh, Rw), holds the bias of each offset (|Δy|, |Δx|)."""
     # Under tracing (torch.compile, torch.export and so torch.onnx.export) the cache would keep the traced (fake)
     # tensor and hand it to every later eager call, which then fails: measured, an ONNX export before the first
     # eager forward broke the float64 reference model after it. Traced code builds the index afresh.
     build = _bias_index_cpu.__wrapped__ if torch.compiler.is_compiling() else _bias_index_cpu
-    idx = build(int(resolution), int(stride))
+    idx = build(*grid_sides(resolution), int(stride))
     return idx if device is None else idx.to(device)
 
 
-def gather_attention_bias(attention_biases: torch.Tensor, resolution: int, stride: int = 1) -> torch.Tensor:
-    """(H, R²) table → (H, Nq, Nk) bias added to the attention logits."""
+def gather_attention_bias(attention_biases: torch.Tensor, resolution, stride: int = 1) -> torch.Tensor:
+    """(H, Rh·Rw) table → (H, Nq, Nk) bias added to the attention logits."""
     return attention_biases[:, attention_bias_index(resolution, stride, attention_biases.device)]
+
+
+def resample_bias_table(table: torch.Tensor, source, target) -> torch.Tensor:
+    """A (H, Sh·Sw) bias table over the source grid's offsets resampled to the target grid's (H, Th·Tw).
+
+    The table is viewed as (H, Sh, Sw) — entry (dy, dx) is the bias of offset (|Δy|, |Δx|) — and interpolated
+    bicubically (align_corners=False: output offset t samples source coordinate (t + ½)·S/T − ½, borders clamped,
+    as timm and the official EfficientFormer resize their position tables), in float32 at least. At equal grids the
+    table comes back unchanged (the same tensor)."""
+    sh, sw = grid_sides(source)
+    th, tw = grid_sides(target)
+    if (sh, sw) == (th, tw):
+        return table
+    heads = table.shape[0]
+    work = table.detach().to(torch.promote_types(table.dtype, torch.float32)).reshape(1, heads, sh, sw)
+    out = F.interpolate(work, size=(th, tw), mode="bicubic", align_corners=False)
+    return out.reshape(heads, th * tw).to(table.dtype)
 
 
 def apply_activation(x: torch.Tensor, activation: Optional[str]) -> torch.Tensor:
@@ -60,17 +105,19 @@ def apply_activation(x: torch.Tensor, activation: Optional[str]) -> torch.Tensor
     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
 
 
-def subsample_tokens(x: torch.Tensor, resolution: int, stride: int) -> torch.Tensor:
-    """(B, R², C) tokens → (B, ceil(R/s)², C): the tokens on the stride-``s`` grid, row-major."""
+def subsample_tokens(x: torch.Tensor, resolution, stride: int) -> torch.Tensor:
+    """(B, Rh·Rw, C) tokens → (B, ceil(Rh/s)·ceil(Rw/s), C): the tokens on the stride-``s`` grid, row-major."""
     b, _, c = x.shape
-    return x.reshape(b, resolution, resolution, c)[:, ::stride, ::stride].reshape(b, -1, c)
+    rh, rw = grid_sides(resolution)
+    return x.reshape(b, rh, rw, c)[:, ::stride, ::stride].reshape(b, -1, c)
 
 
 def biased_attention(q, k, v, attention_biases, resolution, stride=1, scale=None, activation=None, *,
                      gathered_bias: Optional[torch.Tensor] = None):
     """``act(softmax(scale·q·kᵀ + bias) · v)`` with the relative-position bias of LeViT, as (B, Nq, H·Dv).
 
-    q (B, H, Nq, D), k (B, H, Nk, D), v (B, H, Nk, Dv); ``attention_biases`` (H, R²). ``gathered_bias`` (H, Nq, Nk)
+    q (B, H, Nq, D), k (B, H, Nk, D), v (B, H, Nk, Dv) with keys on the Rh×Rw grid (``resolution`` R or (Rh, Rw)),
+    queries on its stride-s subgrid; ``attention_biases`` (H, Rh·Rw). ``gathered_bias`` (H, Nq, Nk)
     lets the model pass its eval-time cache of ``gather_attention_bias(attention_biases, resolution, stride)``.
     """
     if scale is None:

@@ -225,7 +225,7 @@ def test_custom_op_checks_its_arguments(gen):
     op = torch.ops.levit_kernels.biased_attention
     with pytest.raises(RuntimeError, match="'q' must be float32, got Double"):
         op(q.double(), k, v, ab, 3, 1, 0.3, None)
-    with pytest.raises(RuntimeError, match=r"'k' must have size 16 in dim 2 \(keys = resolution²\), got shape \[1, 2"):
+    with pytest.raises(RuntimeError, match=r"'k' must have size 16 in dim 2 \(keys = Rh·Rw\), got shape \[1, 2"):
         op(q, k, v, ab, 4, 1, 0.3, None)
     with pytest.raises(RuntimeError, match="'attention_biases' must have size 2 in dim 0"):
         op(q, k, v, ab[:1], 3, 1, 0.3, None)

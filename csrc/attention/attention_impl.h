@@ -24,7 +24,7 @@ template <class V>
 struct Buffers {
   float* kt;         // (D, keys_padded): kᵀ of the current (batch, head), zero-padded keys
   float* v;          // (Nk, value_dim_padded): v of the current (batch, head), rows contiguous
-  float* bias;       // (R, bias_ld): mirrored bias table of the current head, row dy: bias[h, dy·R + |t − (R−1)|]
+  float* bias;       // (Rh, bias_ld): mirrored bias table of the current head, row dy: bias[h, dy·Rw + |t − (Rw−1)|]
   float* scores;     // (tile_rows, score_ld)
   float* row_scale;  // (tile_rows): 1 / softmax denominator
   float* row_max;    // (tile_rows, kMaxWidth): lane-wise running maxima of the score rows
@@ -78,16 +78,16 @@ void pack_values(const Problem& p, const Plan& plan, int b, int h, float* v) {
   }
 }
 
-// Row dy holds bias[h, dy·R + |t − (R−1)|] at t ∈ [0, 2R−1): the biases of query column xq against key columns
-// xk = 0..R−1 at row distance dy are then the contiguous run starting at t = R−1−xq.
+// Row dy holds bias[h, dy·Rw + |t − (Rw−1)|] at t ∈ [0, 2Rw−1): the biases of query column xq against key columns
+// xk = 0..Rw−1 at row distance dy are then the contiguous run starting at t = Rw−1−xq.
 template <class V>
 void mirror_bias(const Problem& p, const Plan& plan, int h, float* table) {
-  const int R = p.resolution;
+  const int Rw = p.grid_w;
   const float* src = p.bias + h * p.bias_stride[0];
-  for (int dy = 0; dy < R; ++dy) {
+  for (int dy = 0; dy < p.grid_h; ++dy) {
     float* row = table + static_cast<int64_t>(dy) * plan.bias_ld;
-    for (int t = 0; t < 2 * R - 1; ++t) row[t] = src[(dy * R + std::abs(t - (R - 1))) * p.bias_stride[1]];
-    std::fill(row + 2 * R - 1, row + plan.bias_ld, 0.0f);
+    for (int t = 0; t < 2 * Rw - 1; ++t) row[t] = src[(dy * Rw + std::abs(t - (Rw - 1))) * p.bias_stride[1]];
+    std::fill(row + 2 * Rw - 1, row + plan.bias_ld, 0.0f);
   }
 }
 
@@ -110,8 +110,8 @@ struct GridPoint {
 };
 template <class V>
 inline GridPoint query_point(const Problem& p, int i) {
-  const int side = p.query_side();
-  return {i / side * p.stride, i % side * p.stride};
+  const int cols = p.query_w();
+  return {i / cols * p.stride, i % cols * p.stride};
 }
 
 // shrink: buf.q[i] = x[b, token(q0 + i)] · wqᵀ + bq for the tile's rows.
@@ -122,7 +122,7 @@ void project_queries(const Problem& p, const Plan& plan, const Buffers<V>& buf, 
   const float* x_rows[kMaxTileRows + kMaxRegisterRows];
   row_pointers(rows, [&](int i) {
     const GridPoint g = query_point<V>(p, q0 + i);
-    return p.x + b * p.x_stride[0] + static_cast<int64_t>(g.y * p.resolution + g.x) * p.x_stride[1];
+    return p.x + b * p.x_stride[0] + static_cast<int64_t>(g.y * p.grid_w + g.x) * p.x_stride[1];
   }, x_rows);
   multiply<V>(rows, x_rows, p.x_stride[2], buf.wq, ld, width, p.channels,
               [&](auto& acc, int r0, int valid, int col, int) {
@@ -137,15 +137,15 @@ void project_queries(const Problem& p, const Plan& plan, const Buffers<V>& buf, 
 template <class V>
 void fill_bias(const Problem& p, const Plan& plan, const Buffers<V>& buf, int q0, int rows) {
   constexpr int W = V::kWidth;
-  const int R = p.resolution, nk = p.num_keys();
+  const int Rw = p.grid_w, nk = p.num_keys();
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int i = 0; i < rows; ++i) {
     const GridPoint g = query_point<V>(p, q0 + i);
     float* dst = buf.scores + static_cast<int64_t>(i) * plan.score_ld;
-    for (int yk = 0; yk < R; ++yk) {
-      const float* src = buf.bias + static_cast<int64_t>(std::abs(g.y - yk)) * plan.bias_ld + (R - 1 - g.x);
+    for (int yk = 0; yk < p.grid_h; ++yk) {
+      const float* src = buf.bias + static_cast<int64_t>(std::abs(g.y - yk)) * plan.bias_ld + (Rw - 1 - g.x);
       // Whole vectors: the overrun lands in the next key row (rewritten next) or the padding (score_ld slack).
-      for (int t = 0; t < R; t += W) V::store(dst + yk * R + t, V::load(src + t));
+      for (int t = 0; t < Rw; t += W) V::store(dst + yk * Rw + t, V::load(src + t));
     }
     std::fill(dst + nk, dst + plan.keys_padded, neg_inf);
     std::fill(buf.row_max + i * kMaxWidth, buf.row_max + (i + 1) * kMaxWidth, neg_inf);

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "common/activation.h"
+#include "common/isa_select.h"
 
 namespace levit::attention {
 
@@ -20,23 +21,25 @@ struct View4 {
   }
 };
 
-// out = act(softmax(scale·q·kᵀ + bias[h, idx]) · v) as (B, Nq, H·Dv), idx = |yq·s − yk|·R + |xq·s − xk|.
+// out = act(softmax(scale·q·kᵀ + bias[h, idx]) · v) as (B, Nq, H·Dv), keys on the Rh×Rw grid (row-major), queries
+// on its stride-s subgrid (ceil(Rh/s) × ceil(Rw/s)), idx = |yq·s − yk|·Rw + |xq·s − xk|.
 // biased_attention reads q; shrink_attention (x != nullptr) computes q = x[:, tokens of the stride-s grid] ·
 // q_weightᵀ + q_bias in the kernel instead.
 struct Problem {
   int batch = 0, heads = 0;
   int key_dim = 0;      // D
   int value_dim = 0;    // Dv
-  int resolution = 0;   // R: keys on the R×R grid
-  int stride = 1;       // s: queries on every s-th point of it
+  int grid_h = 0;       // Rh: keys on the Rh×Rw grid
+  int grid_w = 0;       // Rw
+  int stride = 1;       // s: queries on every s-th point of it, in both directions
   float scale = 1.0f;
   Activation activation = Activation::kNone;
   View4 q, k, v;        // (B, H, Nq, D), (B, H, Nk, D), (B, H, Nk, Dv)
-  const float* bias = nullptr;  // (H, R²)
+  const float* bias = nullptr;  // (H, Rh·Rw)
   int64_t bias_stride[2] = {0, 0};
   float* out = nullptr;         // (B, Nq, H·Dv), contiguous
   // shrink_attention only
-  const float* x = nullptr;     // (B, R², C)
+  const float* x = nullptr;     // (B, Rh·Rw, C)
   int64_t x_stride[3] = {0, 0, 0};
   int channels = 0;             // C
   const float* q_weight = nullptr;  // (H·D, C)
@@ -45,9 +48,10 @@ struct Problem {
   int64_t q_bias_stride = 0;
 
   bool shrink() const { return x != nullptr; }
-  int query_side() const { return (resolution - 1) / stride + 1; }
-  int num_queries() const { return query_side() * query_side(); }
-  int num_keys() const { return resolution * resolution; }
+  int query_h() const { return (grid_h - 1) / stride + 1; }
+  int query_w() const { return (grid_w - 1) / stride + 1; }
+  int num_queries() const { return query_h() * query_w(); }
+  int num_keys() const { return grid_h * grid_w; }
 };
 
 // Widest vector any variant uses: paddings below are multiples of it, so one plan (and one workspace layout)
@@ -85,5 +89,12 @@ void run_avx512(const Problem& p, const Plan& plan, int64_t begin, int64_t end, 
 #if defined(__aarch64__)
 void run_neon(const Problem& p, const Plan& plan, int64_t begin, int64_t end, float* workspace);
 #endif
+
+// The variant of `isa`; throws std::invalid_argument when this build has none (x86 ones on x86-64 only, NEON on
+// AArch64 only).
+inline RunFn kernel_for(Isa isa) {
+  return select_variant<RunFn>(isa, "attention", run_scalar, LEVIT_IF_X86(run_avx2), LEVIT_IF_X86(run_avx512),
+                               LEVIT_IF_AARCH64(run_neon));
+}
 
 }  // namespace levit::attention

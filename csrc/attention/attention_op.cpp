@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <limits>
 #include <optional>
 #include <string_view>
@@ -16,21 +17,6 @@
 
 namespace levit::attention {
 namespace {
-
-RunFn kernel_for(Isa isa) {
-  switch (isa) {
-    case Isa::kScalar: return run_scalar;
-#if defined(__x86_64__) || defined(_M_X64)
-    case Isa::kAvx2: return run_avx2;
-    case Isa::kAvx512: return run_avx512;
-#endif
-#if defined(__aarch64__)
-    case Isa::kNeon: return run_neon;
-#endif
-    default: break;
-  }
-  TORCH_CHECK(false, "levit_kernels attention: no kernel compiled for ISA ", isa_name(isa));
-}
 
 void check_float_cpu(const char* op, const char* name, const at::Tensor& t, int64_t dim) {
   TORCH_CHECK(t.device().is_cpu(), op, ": argument '", name, "' must be a CPU tensor, got one on ", t.device());
@@ -55,20 +41,24 @@ void set_view(View4& view, const at::Tensor& t) {
 }
 
 // Checks k, v, the bias table and the grid; fills everything of `p` but the queries and the output.
+// `resolution`: (Rh, Rw), the key grid.
 Problem key_value_problem(const char* op, const at::Tensor& k, const at::Tensor& v, const at::Tensor& biases,
-                          int64_t resolution, int64_t stride, double scale, Activation act) {
+                          at::IntArrayRef resolution, int64_t stride, double scale, Activation act) {
   check_float_cpu(op, "k", k, 4);
   check_float_cpu(op, "v", v, 4);
   check_float_cpu(op, "attention_biases", biases, 2);
-  TORCH_CHECK(resolution >= 1 && resolution <= 4096, op, ": resolution must be in [1, 4096], got ", resolution);
+  TORCH_CHECK(resolution.size() == 2, op, ": resolution must be (Rh, Rw), got ", resolution);
+  const int64_t rh = resolution[0], rw = resolution[1];
+  TORCH_CHECK(rh >= 1 && rh <= 4096 && rw >= 1 && rw <= 4096, op, ": resolution (Rh, Rw) must be in [1, 4096], got ",
+              resolution);
   TORCH_CHECK(stride >= 1, op, ": stride must be >= 1, got ", stride);
-  const int64_t nk = resolution * resolution;
-  check_size(op, "k", k, 2, nk, "keys = resolution²");
+  const int64_t nk = rh * rw;
+  check_size(op, "k", k, 2, nk, "keys = Rh·Rw");
   check_size(op, "v", v, 0, k.size(0), "batch, as k");
   check_size(op, "v", v, 1, k.size(1), "heads, as k");
-  check_size(op, "v", v, 2, nk, "keys = resolution²");
+  check_size(op, "v", v, 2, nk, "keys = Rh·Rw");
   check_size(op, "attention_biases", biases, 0, k.size(1), "heads, as k");
-  check_size(op, "attention_biases", biases, 1, nk, "resolution²");
+  check_size(op, "attention_biases", biases, 1, nk, "table width = Rh·Rw");
   TORCH_CHECK(k.size(3) > 0 && v.size(3) > 0, op, ": k and v need non-empty head dims, got k ", k.sizes(), ", v ",
               v.sizes());
   Problem p;
@@ -76,8 +66,9 @@ Problem key_value_problem(const char* op, const at::Tensor& k, const at::Tensor&
   p.heads = to_int(op, "heads", k.size(1));
   p.key_dim = to_int(op, "key dim", k.size(3));
   p.value_dim = to_int(op, "value dim", v.size(3));
-  p.resolution = static_cast<int>(resolution);
-  p.stride = static_cast<int>(std::min<int64_t>(stride, resolution));  // same grid beyond R: only the origin
+  p.grid_h = static_cast<int>(rh);
+  p.grid_w = static_cast<int>(rw);
+  p.stride = static_cast<int>(std::min<int64_t>(stride, std::max(rh, rw)));  // same grid beyond both sides
   p.scale = static_cast<float>(scale);
   p.activation = act;
   set_view(p.k, k);
@@ -93,7 +84,7 @@ at::Tensor run(Problem& p, const at::TensorOptions& options) {
   p.out = out.data_ptr<float>();
   const Plan plan = make_plan(p);
   if (plan.items == 0) return out;
-  const RunFn kernel = kernel_for(active_isa());
+  const RunFn kernel = kernel_for(active_isa());  // throws, naming the ISA, when this build lacks it
   at::parallel_for(0, plan.items, 1, [&](int64_t begin, int64_t end) {
     kernel(p, plan, begin, end, thread_workspace(plan.workspace_floats));
   });
@@ -101,8 +92,8 @@ at::Tensor run(Problem& p, const at::TensorOptions& options) {
 }
 
 at::Tensor biased_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            const at::Tensor& attention_biases, int64_t resolution, int64_t stride, double scale,
-                            std::optional<std::string_view> activation) {
+                            const at::Tensor& attention_biases, at::IntArrayRef resolution, int64_t stride,
+                            double scale, std::optional<std::string_view> activation) {
   const char* op = "levit_kernels::biased_attention";
   Problem p = key_value_problem(op, k, v, attention_biases, resolution, stride, scale,
                                 parse_activation(op, activation));
@@ -117,7 +108,7 @@ at::Tensor biased_attention(const at::Tensor& q, const at::Tensor& k, const at::
 
 at::Tensor shrink_attention(const at::Tensor& x, const at::Tensor& q_weight, const at::Tensor& q_bias,
                             const at::Tensor& k, const at::Tensor& v, const at::Tensor& attention_biases,
-                            int64_t resolution, int64_t stride, double scale,
+                            at::IntArrayRef resolution, int64_t stride, double scale,
                             std::optional<std::string_view> activation) {
   const char* op = "levit_kernels::shrink_attention";
   Problem p = key_value_problem(op, k, v, attention_biases, resolution, stride, scale,
@@ -127,7 +118,7 @@ at::Tensor shrink_attention(const at::Tensor& x, const at::Tensor& q_weight, con
   check_float_cpu(op, "q_bias", q_bias, 1);
   const int64_t hd = static_cast<int64_t>(p.heads) * p.key_dim;
   check_size(op, "x", x, 0, p.batch, "batch, as k");
-  check_size(op, "x", x, 1, p.num_keys(), "tokens = resolution²");
+  check_size(op, "x", x, 1, p.num_keys(), "tokens = Rh·Rw");
   check_size(op, "q_weight", q_weight, 0, hd, "heads × key dim of k");
   check_size(op, "q_weight", q_weight, 1, x.size(2), "channels of x");
   check_size(op, "q_bias", q_bias, 0, hd, "heads × key dim of k");
@@ -146,10 +137,10 @@ at::Tensor shrink_attention(const at::Tensor& x, const at::Tensor& q_weight, con
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(levit_kernels, m) {
-  m.def("biased_attention(Tensor q, Tensor k, Tensor v, Tensor attention_biases, int resolution, int stride, "
+  m.def("biased_attention(Tensor q, Tensor k, Tensor v, Tensor attention_biases, int[2] resolution, int stride, "
         "float scale, str? activation) -> Tensor");
   m.def("shrink_attention(Tensor x, Tensor q_weight, Tensor q_bias, Tensor k, Tensor v, Tensor attention_biases, "
-        "int resolution, int stride, float scale, str? activation) -> Tensor");
+        "int[2] resolution, int stride, float scale, str? activation) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(levit_kernels, CPU, m) {

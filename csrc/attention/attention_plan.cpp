@@ -24,7 +24,7 @@ Plan make_plan(const Problem& p) {
   plan.key_dim_padded = round_up(p.key_dim, kMaxWidth);
   plan.value_dim_padded = round_up(p.value_dim, kMaxWidth);
   plan.score_ld = plan.keys_padded + kMaxWidth;  // slack: bias rows are copied in whole vectors
-  plan.bias_ld = 2 * p.resolution - 1 + kMaxWidth;
+  plan.bias_ld = 2 * p.grid_w - 1 + kMaxWidth;
 
   const int row_bytes = plan.score_ld * static_cast<int>(sizeof(float));
   const int max_rows = std::clamp(kScoreTileBytes / row_bytes, 12, kMaxTileRows);
@@ -42,7 +42,7 @@ Plan make_plan(const Problem& p) {
   const size_t rows = static_cast<size_t>(plan.tile_rows);
   plan.kt = take(static_cast<size_t>(p.key_dim) * plan.keys_padded);
   plan.v = take(static_cast<size_t>(nk) * plan.value_dim_padded);
-  plan.bias = take(static_cast<size_t>(p.resolution) * plan.bias_ld);
+  plan.bias = take(static_cast<size_t>(p.grid_h) * plan.bias_ld);
   plan.scores = take(rows * plan.score_ld);
   plan.row_scale = take(rows);
   plan.row_max = take(rows * kMaxWidth);

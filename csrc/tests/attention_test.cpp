@@ -1,6 +1,6 @@
 // Standalone (torch-free) test of the attention kernels (csrc/attention): every ISA variant runnable here against a
 // float64 reference and against the scalar variant, at LeViT shapes and odd shapes, with q/k/v as strided views
-// of a packed qkv buffer and other non-contiguous layouts, outputs and workspaces poisoned with NaN, and the work
+// of a packed qkv buffer and other non-contiguous layouts, square and non-square (Rh ≠ Rw, odd sides) key grids, outputs and workspaces poisoned with NaN, and the work
 // split over several "threads" (item ranges with their own workspaces). Also NaN/inf inputs: every variant must
 // give the scalar variant's NaN/inf pattern.
 // Usage: attention_test [seed]
@@ -12,19 +12,6 @@ using namespace levit::test;
 using attention::Problem;
 
 namespace {
-
-attention::RunFn kernel_for(Isa isa) {
-  switch (isa) {
-#if defined(__x86_64__) || defined(_M_X64)
-    case Isa::kAvx2: return attention::run_avx2;
-    case Isa::kAvx512: return attention::run_avx512;
-#endif
-#if defined(__aarch64__)
-    case Isa::kNeon: return attention::run_neon;
-#endif
-    default: return attention::run_scalar;
-  }
-}
 
 // How q/k/v (and x, q_weight for shrink) are laid out in memory.
 enum class Layout {
@@ -41,6 +28,7 @@ struct Shape {
   int batch, heads, resolution, stride, key_dim, value_dim;
   int channels = 0;  // > 0: shrink_attention with C input channels
   Activation act = Activation::kNone;
+  int resolution_w = 0;  // > 0: keys on the resolution × resolution_w grid (else square)
 };
 
 // One test problem: the buffers behind the views and the kernel's Problem pointing into them.
@@ -52,7 +40,8 @@ struct Case {
 
   Case(const Shape& s, Layout layout, Rng& rng) : shape(s), layout(layout) {
     p.batch = s.batch, p.heads = s.heads, p.key_dim = s.key_dim, p.value_dim = s.value_dim;
-    p.resolution = s.resolution, p.stride = s.stride, p.activation = s.act;
+    p.grid_h = s.resolution, p.grid_w = s.resolution_w > 0 ? s.resolution_w : s.resolution;
+    p.stride = s.stride, p.activation = s.act;
     p.scale = 1.0f / std::sqrt(static_cast<float>(s.key_dim));
     const int64_t B = s.batch, H = s.heads, D = s.key_dim, Dv = s.value_dim, nk = p.num_keys(),
                   nq = p.num_queries();
@@ -108,7 +97,7 @@ struct Case {
 
   double q_at(int b, int h, int i, int d) const {
     if (!p.shrink()) return p.q.row(b, h, i)[d * p.q.stride[3]];
-    const int side = p.query_side(), tok = i / side * p.stride * p.resolution + i % side * p.stride;
+    const int cols = p.query_w(), tok = i / cols * p.stride * p.grid_w + i % cols * p.stride;
     const float* xr = p.x + b * p.x_stride[0] + tok * p.x_stride[1];
     const int64_t o = static_cast<int64_t>(h) * p.key_dim + d;
     double acc = p.q_bias[o * p.q_bias_stride];
@@ -120,19 +109,19 @@ struct Case {
 
   // act(softmax(scale·q·kᵀ + bias) · v) in float64, (B, Nq, H·Dv).
   std::vector<double> reference() const {
-    const int nq = p.num_queries(), nk = p.num_keys(), side = p.query_side(), R = p.resolution;
+    const int nq = p.num_queries(), nk = p.num_keys(), cols = p.query_w(), Rw = p.grid_w;
     std::vector<double> out(static_cast<size_t>(p.batch) * nq * p.heads * p.value_dim);
     std::vector<double> q(p.key_dim), w(nk);
     for (int b = 0; b < p.batch; ++b)
       for (int h = 0; h < p.heads; ++h)
         for (int i = 0; i < nq; ++i) {
           for (int d = 0; d < p.key_dim; ++d) q[d] = q_at(b, h, i, d);
-          const int yq = i / side * p.stride, xq = i % side * p.stride;
+          const int yq = i / cols * p.stride, xq = i % cols * p.stride;
           double mx = -INFINITY, sum = 0.0;
           for (int j = 0; j < nk; ++j) {
             double s = 0.0;
             for (int d = 0; d < p.key_dim; ++d) s += q[d] * p.k.row(b, h, j)[d * p.k.stride[3]];
-            const int idx = std::abs(yq - j / R) * R + std::abs(xq - j % R);
+            const int idx = std::abs(yq - j / Rw) * Rw + std::abs(xq - j % Rw);
             w[j] = s * static_cast<double>(p.scale) + p.bias[h * p.bias_stride[0] + idx * p.bias_stride[1]];
             mx = std::max(mx, w[j]);
           }
@@ -148,8 +137,8 @@ struct Case {
 
   std::string describe() const {
     char buf[200];
-    std::snprintf(buf, sizeof buf, "%s B=%d H=%d R=%d s=%d D=%d Dv=%d C=%d act=%s %s",
-                  p.shrink() ? "shrink_attention" : "biased_attention", p.batch, p.heads, p.resolution, p.stride,
+    std::snprintf(buf, sizeof buf, "%s B=%d H=%d R=%dx%d s=%d D=%d Dv=%d C=%d act=%s %s",
+                  p.shrink() ? "shrink_attention" : "biased_attention", p.batch, p.heads, p.grid_h, p.grid_w, p.stride,
                   p.key_dim, p.value_dim, p.channels, activation_name(p.activation), layout_name(layout));
     return buf;
   }
@@ -163,7 +152,7 @@ std::vector<float> run(const Case& c, Isa isa, int threads) {
   p.out = out.data();
   for (int t = 0; t < threads; ++t) {
     AlignedBuffer workspace(plan.workspace_floats);
-    kernel_for(isa)(p, plan, plan.items * t / threads, plan.items * (t + 1) / threads, workspace.data());
+    attention::kernel_for(isa)(p, plan, plan.items * t / threads, plan.items * (t + 1) / threads, workspace.data());
   }
   return out;
 }
@@ -246,6 +235,15 @@ std::vector<Shape> odd_shapes() {
     }
   shapes.push_back({1, 1, 16, 3, 5, 1, 0});  // stride 3, D and Dv odd
   shapes.push_back({2, 2, 20, 1, 24, 130, 0, Activation::kGelu});  // Nk = 400 > one score tile row budget
+  // Non-square grids: Rh ≠ Rw, odd sides, wide and tall, strides 1 to 3 (the query grid ceil(Rh/s) × ceil(Rw/s)).
+  for (const auto& hw : {std::pair{1, 7}, std::pair{7, 1}, std::pair{3, 5}, std::pair{5, 3}, std::pair{4, 13},
+                         std::pair{13, 6}, std::pair{2, 21}})
+    for (int s : {1, 2, 3}) {
+      shapes.push_back({2, 2, hw.first, s, 8, 20, 0, Activation::kHardswish, hw.second});
+      shapes.push_back({1, 3, hw.first, s, 16, 12, 24, Activation::kHardswish, hw.second});
+    }
+  shapes.push_back({1, 4, 28, 1, 16, 32, 0, Activation::kHardswish, 50});  // LeViT-128S stage 0 at 448×800
+  shapes.push_back({1, 8, 14, 2, 16, 64, 128, Activation::kNone, 25});     // its first shrink (7×13 queries)
   return shapes;
 }
 

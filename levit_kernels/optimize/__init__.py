@@ -105,12 +105,12 @@ def optimize_described(model: nn.Module, backend: str = "auto", dtype: Union[Non
     _check_ops(description, checking, "reference")
     _check_ops(description, ops_of_backend, name)
     optimized = OptimizedLeViT(description, name, dtype, device, channels_last)
-    side = optimized.image_size
+    height, width = optimized.image_hw
     # The check pass runs the reference backend: the public ops validate the same arguments for every backend, and
     # nothing is compiled, autotuned or cached for a batch of one.
     with torch.no_grad():  # not inference_mode: reference.py caches index tensors made on first use
         optimized.bind(checking)
-        optimized(torch.zeros(1, optimized.in_channels, side, side, device=device, dtype=dtype))
+        optimized(torch.zeros(1, optimized.in_channels, height, width, device=device, dtype=dtype))
     if ops_of_backend.packed:
         optimized.pack(backend_module.pack_weight)
     optimized.bind(ops_of_backend)

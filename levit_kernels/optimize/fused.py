@@ -25,8 +25,9 @@ import torch
 import torch.nn as nn
 
 from levit_kernels.optimize.specs import (AttentionSpec, ConvSpec, HeadSpec, MLPSpec, ModelDescription, PoolSpec,
-                                          Projection, ShrinkSpec)
+                                          Projection, ShrinkSpec, grid_text)
 from levit_kernels.optimize.stem import ConvLayers, FusedStem, to_tokens
+from levit_kernels.reference import grid, grid_points, grid_sides, query_grid
 
 
 class Runtime(NamedTuple):
@@ -124,7 +125,7 @@ class FusedAttention(_Prepared):
     def __init__(self, spec: AttentionSpec, dtype, device):
         self.heads, self.resolution, self.scale = spec.heads, spec.resolution, spec.scale
         self.activation, self.norm_eps = spec.activation, spec.norm_eps
-        self._q, self._k, self._v = head_views(spec.heads, spec.resolution ** 2,
+        self._q, self._k, self._v = head_views(spec.heads, grid_points(spec.resolution),
                                                (spec.key_dim, spec.key_dim, spec.value_dim))
         super().__init__(spec.where, dtype, device, **self.projection("qkv", spec.qkv),
                          attention_biases=spec.attention_biases, **self.projection("proj", spec.proj))
@@ -153,7 +154,7 @@ class FusedShrink(_Prepared):
     def __init__(self, spec: ShrinkSpec, dtype, device):
         self.heads, self.resolution, self.stride, self.scale = spec.heads, spec.resolution, spec.stride, spec.scale
         self.activation = spec.activation
-        self._k, self._v = head_views(spec.heads, spec.resolution ** 2, (spec.key_dim, spec.value_dim))
+        self._k, self._v = head_views(spec.heads, grid_points(spec.resolution), (spec.key_dim, spec.value_dim))
         super().__init__(spec.where, dtype, device, **self.projection("kv", spec.kv), **self.projection("q", spec.q),
                          attention_biases=spec.attention_biases, **self.projection("proj", spec.proj))
 
@@ -195,34 +196,36 @@ class FusedMLP(_Prepared):
 
 
 class FusedPool(_Prepared):
-    """The pooling token mixer on the (B, N, C) tokens viewed as a (B, side, side, C) map (no copy)."""
+    """The pooling token mixer on the (B, N, C) tokens viewed as a (B, H, W, C) map (no copy)."""
 
     kind = "pool"
 
     def __init__(self, spec: PoolSpec, dtype, device):
         self.side, self.pool_size = spec.side, spec.pool_size
+        self._hw = grid_sides(spec.side)
         super().__init__(spec.where, dtype, device, layer_scale=spec.layer_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        mixed = self._ops.pool_mixer(x.view(b, self.side, self.side, c), self.layer_scale, self.pool_size)
+        mixed = self._ops.pool_mixer(x.view(b, *self._hw, c), self.layer_scale, self.pool_size)
         return mixed.reshape(b, n, c)
 
 
 class FusedConv(_Prepared):
-    """A convolution between stages: the tokens viewed as a channels-last (B, C, side, side) map (no copy), a
+    """A convolution between stages: the tokens viewed as a channels-last (B, C, H, W) map (no copy), a
     PyTorch convolution (BN folded), its channels-last output viewed as tokens again."""
 
     kind = "conv"
 
     def __init__(self, spec: ConvSpec, dtype, device):
         self.side = spec.side
+        self._hw = grid_sides(spec.side)
         super().__init__(spec.where, dtype, device)
         self.conv = ConvLayers([spec.conv], dtype, device, channels_last=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, c = x.shape
-        return to_tokens(self.conv(x.view(b, self.side, self.side, c).permute(0, 3, 1, 2)))
+        return to_tokens(self.conv(x.view(b, *self._hw, c).permute(0, 3, 1, 2)))
 
 
 class FusedHead(_Prepared):
@@ -249,6 +252,18 @@ class FusedHead(_Prepared):
         return self._ops.linear(features, *self._head, None, None)
 
 
+def _stages(description: ModelDescription) -> tuple[tuple[int, ...], tuple]:
+    """(end block index of each stage, its token grid): a stage ends before each block that changes the grid (shrink,
+    conv) and at the last block."""
+    ends, grids, side = [], [], description.token_side
+    for i, b in enumerate(description.blocks):
+        if b.kind in ("shrink", "conv"):
+            ends.append(i)
+            grids.append(side)
+            side = grid(*query_grid(side, b.stride)) if b.kind == "shrink" else b.conv.out_side(side)
+    return tuple(ends) + (len(description.blocks),), tuple(grids) + (side,)
+
+
 _FUSED = {"attention": FusedAttention, "shrink": FusedShrink, "mlp": FusedMLP, "pool": FusedPool, "conv": FusedConv}
 
 
@@ -256,7 +271,10 @@ class OptimizedLeViT(nn.Module):
     """A model of any recognised family as fused ops: images (B, C, H, W) in, eval logits (the mean of the heads) out, in the images' dtype.
 
     Built by :func:`levit_kernels.optimize`; inference only, for one device and dtype (``.to()`` and ``train()``
-    are refused: optimize the source model again instead).
+    are refused: optimize the source model again instead), and for the source model's input size: its bias tables
+    are the source's, over the source's grids, so images that give other grids are refused with an error naming both
+    sizes (build the source model at the new size — its checkpoint resampled on load — and optimize that).
+    :meth:`forward_features` returns each stage's map, as the source models' ``forward_features(x, stages)``.
     """
 
     def __init__(self, description: ModelDescription, backend: str, dtype: torch.dtype, device: torch.device,
@@ -264,7 +282,7 @@ class OptimizedLeViT(nn.Module):
         super().__init__()
         self.source, self.backend, self.dtype, self.device = description.source, backend, dtype, device
         self.in_channels = description.in_channels
-        self.image_sides = description.image_sides
+        self.image_ranges, self.image_sides = description.image_ranges, description.image_sides
         self.stem = FusedStem(description.stem, dtype, device, channels_last)
         self.blocks = nn.ModuleList([_FUSED[spec.kind](spec, dtype, device) for spec in description.blocks])
         self.head = FusedHead(description.head_spec, dtype, device)
@@ -272,13 +290,19 @@ class OptimizedLeViT(nn.Module):
         self.step_names = ["stem"] + [b.where for b in self.blocks] + ["head"]
         self.step_kinds = ["stem"] + [b.kind for b in self.blocks] + ["head"]
         self._steps: list[Callable] = [self.stem.forward] + [b.forward for b in self.blocks] + [self.head.forward]
+        self.stage_ends, self.stage_grids = _stages(description)
         self.packed = False
         super().train(False)
 
     @property
-    def image_size(self) -> int:
-        """The largest square image side the model takes (224 for the paper's LeViTs)."""
-        return self.image_sides[1]
+    def image_size(self):
+        """The largest image side the model takes (224 for the paper's LeViTs), or (H, W) when not square."""
+        return grid(self.image_ranges[0][1], self.image_ranges[1][1])
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        """(H, W) of the largest images the model takes: what a probe input is made of."""
+        return self.image_ranges[0][1], self.image_ranges[1][1]
 
     def bind(self, ops: Runtime) -> None:
         """Make every block call the functions of ``ops``."""
@@ -294,17 +318,20 @@ class OptimizedLeViT(nn.Module):
     def _check(self, images) -> None:
         if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != self.in_channels:
             self._bad_input(images)
-        lo, hi = self.image_sides
-        if not (lo <= images.shape[2] <= hi and lo <= images.shape[3] <= hi) or images.device != self.device:
+        (h_lo, h_hi), (w_lo, w_hi) = self.image_ranges
+        if not (h_lo <= images.shape[2] <= h_hi and w_lo <= images.shape[3] <= w_hi) or images.device != self.device:
             self._bad_input(images)
 
     def _bad_input(self, images):
-        lo, hi = self.image_sides
-        sides = f"{hi}" if lo == hi else f"{lo}..{hi}"
+        hs, ws = (f"{hi}" if lo == hi else f"{lo}..{hi}" for lo, hi in self.image_ranges)
         got = (f"shape {tuple(images.shape)} on {images.device}" if isinstance(images, torch.Tensor)
                else type(images).__name__)
-        raise ValueError(f"optimized model: input must be images of shape (B, {self.in_channels}, H, W) with H, W in "
-                         f"{sides} on {self.device}, got {got}")
+        size = (f": {images.shape[2]}×{images.shape[3]} images, but it was built for the source model's size, "
+                f"{hs}×{ws} images (token grid {grid_text(self.stage_grids[0])}); for another size, build the source "
+                f"model at that size and optimize it" if isinstance(images, torch.Tensor) and images.dim() == 4
+                else "")
+        raise ValueError(f"optimized model: input must be images of shape (B, {self.in_channels}, H, W) with H in "
+                         f"{hs} and W in {ws} on {self.device}, got {got}{size}")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self._check(images)
@@ -312,6 +339,31 @@ class OptimizedLeViT(nn.Module):
         for step in self._steps:
             x = step(x)
         return x if x.dtype == images.dtype or not images.is_floating_point() else x.to(images.dtype)
+
+    def forward_features(self, images: torch.Tensor, stages=None) -> list[torch.Tensor]:
+        """Each stage's output map (B, C_s, H_s, W_s) — of every stage, or of ``stages`` (increasing indices) — in
+        the images' dtype: the model as a detection/segmentation backbone. A stage ends before each block that
+        changes the grid (a shrink attention, a strided convolution) and at the last block, as the source models'
+        ``forward_features(x, stages)``."""
+        count = len(self.stage_ends)
+        wanted = tuple(range(count)) if stages is None else tuple(stages) if isinstance(
+            stages, (tuple, list, range)) else None
+        if not wanted or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < count for s in wanted) \
+                or list(wanted) != sorted(set(wanted)):
+            raise ValueError(f"optimized model: stages must be increasing stage indices in [0, {count}), "
+                             f"got {stages!r}")
+        self._check(images)
+        x, maps, step = self._steps[0](images), [], 0
+        for stage in range(wanted[-1] + 1):
+            for block in self.blocks[step:self.stage_ends[stage]]:
+                x = block(x)
+            step = self.stage_ends[stage]
+            if stage in wanted:
+                h, w = grid_sides(self.stage_grids[stage])
+                feature = x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
+                maps.append(feature if feature.dtype == images.dtype or not images.is_floating_point()
+                            else feature.to(images.dtype))
+        return maps
 
     def trace(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """(the tokens after the stem and after each block, logits) — what :func:`levit_kernels.verify` compares."""

@@ -9,29 +9,30 @@ merged into one (LeViT-128S: ``levit.count_macs(name, distillation=False)`` exac
 from __future__ import annotations
 
 from levit_kernels.optimize.specs import Conv, ModelDescription, Projection
-from levit_kernels.reference import query_grid_side
+from levit_kernels.reference import grid, grid_points, query_grid
 
 
-def _conv(conv: Conv, side: int) -> tuple[int, int]:
-    """(MACs, output side) of ``conv`` on a side×side map."""
+def _conv(conv: Conv, side) -> tuple[int, object]:
+    """(MACs, output side) of ``conv`` on a side×side (or (H, W)) map."""
     out_side = conv.out_side(side)
     c_out, c_in, kh, kw = conv.weight.shape
-    return out_side * out_side * c_out * c_in * kh * kw, out_side
+    return grid_points(out_side) * c_out * c_in * kh * kw, out_side
 
 
 def _proj(p: Projection, tokens: int) -> int:
     return tokens * p.weight.shape[0] * p.weight.shape[1]
 
 
-def step_macs(description: ModelDescription, image_side: int) -> list[int]:
-    """MACs per image of the stem, each block of ``description.blocks`` and the head, on square images."""
+def step_macs(description: ModelDescription, image_side) -> list[int]:
+    """MACs per image of the stem, each block of ``description.blocks`` and the head, on images of side
+    ``image_side`` (an int for square images, or (H, W))."""
     stem, side = 0, image_side
     for conv in description.stem:
         macs, side = _conv(conv, side)
         stem += macs
     steps = [stem]
     for b in description.blocks:
-        n = side * side
+        n = grid_points(side)
         if b.kind == "conv":
             macs, side = _conv(b.conv, side)
         elif b.kind == "pool":
@@ -41,8 +42,8 @@ def step_macs(description: ModelDescription, image_side: int) -> list[int]:
         elif b.kind == "attention":
             macs = _proj(b.qkv, n) + b.heads * n * n * (b.key_dim + 1 + b.value_dim) + _proj(b.proj, n)
         else:  # shrink
-            side = query_grid_side(side, b.stride)
-            nq = side * side
+            side = grid(*query_grid(side, b.stride))
+            nq = grid_points(side)
             macs = (_proj(b.kv, n) + _proj(b.q, nq) + b.heads * nq * n * (b.key_dim + 1 + b.value_dim)
                     + _proj(b.proj, nq))
         steps.append(macs)

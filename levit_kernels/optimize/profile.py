@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     model = levit.randomize_(levit.create_model(args.model), torch.Generator().manual_seed(0)).eval()
     optimized = optimize(model, backend=args.backend)
-    images = torch.randn(args.batch, 3, optimized.image_size, optimized.image_size)
+    images = torch.randn(args.batch, 3, *optimized.image_hw)
     seconds = step_times(optimized, images)
     macs = step_macs(args.model)
     peak = measure_peak("cpu", torch.float32, args.threads)["gflops"]

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from levit_kernels.optimize import fold
 from levit_kernels.optimize.specs import (AttentionSpec, BlockSpec, Conv, MLPSpec, ModelDescription, Projection,
-                                          ShrinkSpec, Tap, UnrecognizedModelError, fail)
-from levit_kernels.reference import attention_bias_index, query_grid_side
+                                          ShrinkSpec, Tap, UnrecognizedModelError, fail, grid_text)
+from levit_kernels.reference import attention_bias_index, grid, grid_sides, query_grid
 
 F64 = torch.float64
 
@@ -139,32 +139,34 @@ def positive_int(value, name: str, where: str) -> int:
 
 
 def geometry(module, where: str, resolution, stride: int) -> tuple:
-    """heads, key_dim, value_dim, square resolution, scale and the (H, R²) float64 bias table of an attention module
-    that names them (this project's or timm's attribute names)."""
+    """heads, key_dim, value_dim, resolution (R, or (Rh, Rw) when not square), scale and the (H, Rh·Rw) float64
+    bias table of an attention module that names them (this project's or timm's attribute names)."""
     heads = getattr(module, "heads", getattr(module, "num_heads", None))
     key_dim = getattr(module, "key_dim", None)
     value_dim = getattr(module, "value_dim", getattr(module, "val_dim", None))
     scale = getattr(module, "scale", None)
+    sides = (resolution,) * 2
     if isinstance(resolution, (tuple, list)):
-        if len(resolution) != 2 or resolution[0] != resolution[1]:
-            fail(where, "a square attention grid", f"resolution {tuple(resolution)}")
-        resolution = resolution[0]
+        if len(resolution) != 2:
+            fail(where, "an attention grid R or (Rh, Rw)", f"resolution {tuple(resolution)}")
+        sides = tuple(resolution)
     for name, value in (("heads", heads), ("key_dim", key_dim), ("value_dim", value_dim),
-                        ("resolution", resolution), ("stride", stride)):
+                        ("resolution", sides[0]), ("resolution", sides[1]), ("stride", stride)):
         positive_int(value, name, where)
+    resolution, points = grid(*sides), sides[0] * sides[1]
     if not isinstance(scale, (int, float)) or isinstance(scale, bool):
         fail(where, "an attention module with a float 'scale'", f"scale={scale!r}")
     biases = getattr(module, "attention_biases", None)
-    if not isinstance(biases, torch.Tensor) or tuple(biases.shape) != (heads, resolution * resolution):
+    if not isinstance(biases, torch.Tensor) or tuple(biases.shape) != (heads, points):
         got = tuple(biases.shape) if isinstance(biases, torch.Tensor) else biases
-        fail(f"{where}.attention_biases", f"a ({heads}, {resolution * resolution}) table", got)
+        fail(f"{where}.attention_biases", f"a ({heads}, {points}) table (the {grid_text(resolution)} grid)", got)
     check_bias_index(getattr(module, "attention_bias_idxs", None), f"{where}.attention_bias_idxs", resolution,
                      stride)
     return heads, key_dim, value_dim, resolution, float(scale), biases.detach().to(F64)
 
 
-def check_bias_index(index, where: str, resolution: int, stride: int) -> None:
-    """A model's own bias index buffer (when it keeps one) must be LeViT's |dy|·R + |dx| one."""
+def check_bias_index(index, where: str, resolution, stride: int) -> None:
+    """A model's own bias index buffer (when it keeps one) must be LeViT's |dy|·Rw + |dx| one."""
     if isinstance(index, torch.Tensor) and not index.is_meta:
         want = attention_bias_index(resolution, stride)
         if tuple(index.shape) != tuple(want.shape) or not torch.equal(index.detach().cpu().long(), want):
@@ -242,20 +244,23 @@ def stem(module: nn.Module, where: str, activations: tuple[str, ...], hint: str 
     return convs
 
 
-def image_sides(stem_convs: list[Conv], token_side: int, limit: int = 8192) -> tuple[int, int]:
-    """(smallest, largest) square image side the stem maps onto a token_side grid (the side is monotone)."""
-    sides = []
-    for side in range(1, limit + 1):
-        out = side
-        for conv in stem_convs:
-            out = conv.out_side(out)
-        if out == token_side:
-            sides.append(side)
-        elif out > token_side:
-            break
-    if not sides:
-        fail("stem", f"a stem that can produce a {token_side}×{token_side} token grid", "none does")
-    return sides[0], sides[-1]
+def image_ranges(stem_convs: list[Conv], token_side, limit: int = 8192) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(smallest, largest) image height, and width, the stem maps onto the token grid (each side is monotone)."""
+    ranges = []
+    for axis, token in enumerate(grid_sides(token_side)):
+        sides = []
+        for side in range(1, limit + 1):
+            out = side
+            for conv in stem_convs:
+                out = conv._out(out, axis)
+            if out == token:
+                sides.append(side)
+            elif out > token:
+                break
+        if not sides:
+            fail("stem", f"a stem that can produce a {grid_text(token_side)} token grid", "none does")
+        ranges.append((sides[0], sides[-1]))
+    return ranges[0], ranges[1]
 
 
 # ------------------------------------------------------------------------------------------- the chain
@@ -273,9 +278,9 @@ def check_chain(blocks: list[BlockSpec], width: int, side: Optional[int], where:
             check_in(b.fc1, width, "the width of the tokens it gets")
             check_out(b.fc2, width, "the width of the tokens, for the residual add")
             continue
-        grid = b.resolution if b.kind in ("attention", "shrink") else b.side
-        if grid != side:
-            fail(b.where, f"a {side}×{side} grid (the one it gets)", f"{grid}×{grid}")
+        block_grid = b.resolution if b.kind in ("attention", "shrink") else b.side
+        if block_grid != side:
+            fail(b.where, f"a {grid_text(side)} grid (the one it gets)", grid_text(block_grid))
         if b.kind == "pool":
             if b.layer_scale.numel() != width:
                 fail(b.where, f"a layer scale of {width} channels (the width of the tokens)",
@@ -289,7 +294,7 @@ def check_chain(blocks: list[BlockSpec], width: int, side: Optional[int], where:
             if b.kind == "attention":
                 check_out(b.proj, width, "the width of the tokens, for the residual add")
             else:
-                side, width = query_grid_side(side, b.stride), b.proj.weight.shape[0]
+                side, width = grid(*query_grid(side, b.stride)), b.proj.weight.shape[0]
     return stem_side, width
 
 
@@ -310,7 +315,7 @@ def finish(source: str, stem_convs: list[Conv], stem_tap: Tap, blocks: list[Bloc
     side, width = check_chain(blocks, stem_convs[-1].weight.shape[0], first_side, "blocks")
     if head_spec.classifier is not None:
         check_in(head_spec.classifier, width, "the width of the last tokens")
-    return ModelDescription(source, stem_convs, stem_tap, blocks, head_spec, side, image_sides(stem_convs, side))
+    return ModelDescription(source, stem_convs, stem_tap, blocks, head_spec, side, image_ranges(stem_convs, side))
 
 
 def describe(model: nn.Module) -> ModelDescription:

@@ -14,6 +14,17 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 
+from levit_kernels.reference import grid, grid_sides
+
+# A grid: an int S for S×S, or (H, W) when not square (levit.config.Grid; reference.grid makes the canonical form).
+Grid = Union[int, tuple[int, int]]
+
+
+def grid_text(g: Grid) -> str:
+    """'14×14' or '28×50'."""
+    h, w = grid_sides(g)
+    return f"{h}×{w}"
+
 
 class UnrecognizedModelError(ValueError):
     """The model is not one this package can optimize; the message names the module and what was expected."""
@@ -60,8 +71,14 @@ class Conv:
     activation: Optional[str]
     where: str
 
-    def out_side(self, side: int) -> int:
-        return (side + 2 * self.padding[0] - self.weight.shape[2]) // self.stride[0] + 1
+    def out_side(self, side):
+        """Output side on a side×side map, or the output grid of an (H, W) map (canonical: an int when square)."""
+        if isinstance(side, tuple):
+            return grid(*(self._out(s, axis) for axis, s in enumerate(side)))
+        return self._out(side, 0)
+
+    def _out(self, side: int, axis: int) -> int:
+        return (side + 2 * self.padding[axis] - self.weight.shape[2 + axis]) // self.stride[axis] + 1
 
 
 
@@ -86,11 +103,11 @@ class AttentionSpec:
     where: str
     qkv: Projection
     proj: Projection
-    attention_biases: torch.Tensor  # (H, R²)
+    attention_biases: torch.Tensor  # (H, Rh·Rw)
     heads: int
     key_dim: int
     value_dim: int
-    resolution: int
+    resolution: Grid
     scale: float
     tap: Tap
     activation: Optional[str] = "hardswish"
@@ -111,7 +128,7 @@ class ShrinkSpec:
     heads: int
     key_dim: int
     value_dim: int
-    resolution: int
+    resolution: Grid
     stride: int
     scale: float
     tap: Tap
@@ -134,23 +151,23 @@ class MLPSpec:
 
 @dataclass(frozen=True)
 class PoolSpec:
-    """EfficientFormer's pooling token mixer on the side×side map: ``x + layer_scale · (avgpool(x) − x)``."""
+    """EfficientFormer's pooling token mixer on the side×side (or H×W) map: ``x + layer_scale · (avgpool(x) − x)``."""
 
     where: str
     layer_scale: torch.Tensor  # (C,), float64
     pool_size: int
-    side: int
+    side: Grid
     tap: Tap
     kind: str = "pool"
 
 
 @dataclass(frozen=True)
 class ConvSpec:
-    """A convolution between stages (the tokens viewed as a side×side channels-last map, and back)."""
+    """A convolution between stages (the tokens viewed as a side×side (or H×W) channels-last map, and back)."""
 
     where: str
     conv: Conv
-    side: int
+    side: Grid
     tap: Tap
     kind: str = "conv"
 
@@ -177,8 +194,15 @@ class ModelDescription:
     stem_tap: Tap
     blocks: list[BlockSpec]
     head_spec: HeadSpec
-    token_side: int                 # side of the token grid the stem produces
-    image_sides: tuple[int, int]    # (smallest, largest) square image side the stem maps onto that grid
+    token_side: Grid                # side of the token grid the stem produces ((Rh, Rw) when not square)
+    image_ranges: tuple[tuple[int, int], tuple[int, int]]  # (smallest, largest) image height, and width, the stem
+    #                                                        maps onto that grid
+
+    @property
+    def image_sides(self):
+        """(smallest, largest) image side for a square token grid; ((h_lo, h_hi), (w_lo, w_hi)) otherwise."""
+        rows, cols = self.image_ranges
+        return rows if rows == cols else self.image_ranges
 
     @property
     def in_channels(self) -> int:

@@ -24,6 +24,7 @@ import torch.nn as nn
 from levit_kernels import tolerances
 from levit_kernels.optimize import optimize_described
 from levit_kernels.optimize.specs import Tap
+from levit_kernels.reference import grid_sides
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -155,9 +156,13 @@ def verify(model: nn.Module, backend: str = "auto", dtype: Union[None, str, torc
     optimized, description = optimize_described(model, backend, dtype)
     dtype = optimized.dtype
     if images is None:
-        side = optimized.image_size
+        # The source's own input size when it states one (a model built for 33×47 takes no other), else the largest
+        # images the optimized model takes.
+        size = getattr(model, "img_size", None)
+        stated = isinstance(size, int) or (isinstance(size, tuple) and len(size) == 2)
+        height, width = grid_sides(size) if stated else optimized.image_hw
         gen = torch.Generator().manual_seed(seed)
-        images = torch.randn(batch, optimized.in_channels, side, side, generator=gen)
+        images = torch.randn(batch, optimized.in_channels, height, width, generator=gen)
     images = images.to(optimized.device, torch.float32)
     taps = [description.stem_tap] + [b.tap for b in description.blocks]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from levit_kernels.backends.cpu import _loader
-from levit_kernels.reference import query_grid_side
+from levit_kernels.reference import grid_sides, query_grid
 
 _OPS = {}
 
@@ -34,13 +34,13 @@ def _require_float32(op, t):
 
 def biased_attention(q, k, v, attention_biases, resolution, stride, scale, activation):
     _require_float32("biased_attention", q)
-    return _op("biased_attention")(q, k, v, attention_biases, resolution, stride, scale, activation)
+    return _op("biased_attention")(q, k, v, attention_biases, grid_sides(resolution), stride, scale, activation)
 
 
 def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale, activation):
     _require_float32("shrink_attention", x)
-    return _op("shrink_attention")(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale,
-                                   activation)
+    return _op("shrink_attention")(x, q_weight, q_bias, k, v, attention_biases, grid_sides(resolution), stride,
+                                   scale, activation)
 
 
 def attention(q, k, v, scale, bias, activation):
@@ -49,7 +49,8 @@ def attention(q, k, v, scale, bias, activation):
 
 
 def _output_like(like, batch, resolution, stride, heads, value_dim):
-    nq = query_grid_side(resolution, stride) ** 2
+    qh, qw = query_grid(resolution, stride)
+    nq = qh * qw
     return like.new_empty((batch, nq, heads * value_dim))
 
 

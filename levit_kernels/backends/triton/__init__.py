@@ -19,6 +19,7 @@ config per kernel instead; one fixed config when interpreted. Inference only (no
 import torch
 
 from levit_kernels.backends.triton import _runtime, library
+from levit_kernels.reference import grid_sides
 
 _MIN_TRITON = (3, 0)
 
@@ -50,13 +51,13 @@ def _check_inputs(op: str, t: torch.Tensor):
 
 def biased_attention(q, k, v, attention_biases, resolution, stride, scale, activation):
     _check_inputs("biased_attention", q)
-    return library.biased_attention(q, k, v, attention_biases, resolution, stride, scale, activation)
+    return library.biased_attention(q, k, v, attention_biases, grid_sides(resolution), stride, scale, activation)
 
 
 def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale, activation):
     _check_inputs("shrink_attention", x)
-    return library.shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale,
-                                    activation)
+    return library.shrink_attention(x, q_weight, q_bias, k, v, attention_biases, grid_sides(resolution), stride,
+                                    scale, activation)
 
 
 def attention(q, k, v, scale, bias, activation):

@@ -3,7 +3,8 @@
 A program owns G consecutive (batch, head) pairs (G > 1 only for tiny sequences: their rows and keys are packed
 block-diagonally into one tile, cross-pair scores masked out) and, when the queries are many, a slice of their query
 tiles. It loads all keys and values of its pairs once (BLOCK_N ≥ G·Nk: no online softmax, the whole row is on chip),
-then per query tile: scores on tl.dot, the bias gathered from the (H, R²) table by index arithmetic, an fp32
+then per query tile: scores on tl.dot, the bias gathered from the (H, Rh·Rw) table by index arithmetic (keys on
+the Rh×Rw grid, queries on its stride-s subgrid of width QW = ceil(Rw/s)), an fp32
 softmax, p·v on tl.dot, and the (optionally Hardswished) rows stored token-major into (B, Nq, H·Dv).
 Scores and probabilities never leave the chip.
 """
@@ -13,7 +14,7 @@ import triton.language as tl
 from levit_kernels import _debug
 from levit_kernels.backends.triton import _runtime, table_bias_streamed
 from levit_kernels.backends.triton._jit import activate, activation_code
-from levit_kernels.reference import query_grid_side
+from levit_kernels.reference import grid_sides, query_grid
 
 _runtime.freeze_kernel_mode()
 
@@ -55,16 +56,16 @@ def query_rows(tile, bh0, BH, NQ: tl.constexpr, G: tl.constexpr, BLOCK_M: tl.con
 
 @triton.jit
 def attend(q, kt, v, row_bh, row_i, row_ok, col_bh, col_j, col_ok, bias_ptr, sbias_h, sbias_i, scale,
-           H: tl.constexpr, R: tl.constexpr, STRIDE: tl.constexpr, SIDE_Q: tl.constexpr, G: tl.constexpr,
+           H: tl.constexpr, RW: tl.constexpr, STRIDE: tl.constexpr, QW: tl.constexpr, G: tl.constexpr,
            PRECISION: tl.constexpr):
     """softmax(scale·q·kᵀ + bias)·v for one query tile, fp32 (BLOCK_M, DV_PAD)."""
     s = tl.dot(q, kt, input_precision=PRECISION)
-    # Query i sits at (yi·s, xi·s) on the key grid, key j at (yj, xj): bias index |Δy|·R + |Δx|.
-    yi = (row_i // SIDE_Q) * STRIDE
-    xi = (row_i % SIDE_Q) * STRIDE
-    yj = col_j // R
-    xj = col_j % R
-    idx = tl.abs(yi[:, None] - yj[None, :]) * R + tl.abs(xi[:, None] - xj[None, :])
+    # Query i sits at (yi·s, xi·s) on the key grid, key j at (yj, xj): bias index |Δy|·Rw + |Δx|.
+    yi = (row_i // QW) * STRIDE
+    xi = (row_i % QW) * STRIDE
+    yj = col_j // RW
+    xj = col_j % RW
+    idx = tl.abs(yi[:, None] - yj[None, :]) * RW + tl.abs(xi[:, None] - xj[None, :])
     valid = row_ok[:, None] & col_ok[None, :]
     if G > 1:
         valid = valid & (row_bh[:, None] == col_bh[None, :])
@@ -138,19 +139,19 @@ GPU_CONFIGS, GPU_CONFIGS_BY_DTYPE, _CONFIGS, _PRUNE = query_tile_configs("PACKED
 })
 
 
-@triton.autotune(configs=_CONFIGS, key=["R", "STRIDE", "H", "D", "DV", "G"], prune_configs_by=_PRUNE)
+@triton.autotune(configs=_CONFIGS, key=["RH", "RW", "STRIDE", "H", "D", "DV", "G"], prune_configs_by=_PRUNE)
 @triton.jit
 def _biased_attention_kernel(q_ptr, k_ptr, v_ptr, bias_ptr, out_ptr,
                              sq_b, sq_h, sq_n, sq_d, sk_b, sk_h, sk_n, sk_d, sv_b, sv_h, sv_n, sv_d,
                              sbias_h, sbias_i, so_b, so_n, so_c, BH, scale,
-                             H: tl.constexpr, R: tl.constexpr, STRIDE: tl.constexpr, SIDE_Q: tl.constexpr,
-                             NQ: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, G: tl.constexpr,
+                             H: tl.constexpr, RH: tl.constexpr, RW: tl.constexpr, STRIDE: tl.constexpr,
+                             QW: tl.constexpr, NQ: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, G: tl.constexpr,
                              PACKED_ROWS: tl.constexpr, BLOCK_N: tl.constexpr, D_PAD: tl.constexpr,
                              DV_PAD: tl.constexpr, PRECISION: tl.constexpr, ACT: tl.constexpr,
                              BLOCK_M: tl.constexpr, TILES: tl.constexpr):
     bh0 = tl.program_id(0) * G
     kt, v, col_bh, col_j, col_ok = load_keys_values(k_ptr, v_ptr, sk_b, sk_h, sk_n, sk_d, sv_b, sv_h, sv_n, sv_d,
-                                                    bh0, BH, H, R * R, D, DV, G, BLOCK_N, D_PAD, DV_PAD)
+                                                    bh0, BH, H, RH * RW, D, DV, G, BLOCK_N, D_PAD, DV_PAD)
     d = tl.arange(0, D_PAD)
     for t in range(TILES):
         row_bh, row_i, row_ok = query_rows(tl.program_id(1) * TILES + t, bh0, BH, NQ, G, BLOCK_M)
@@ -159,7 +160,7 @@ def _biased_attention_kernel(q_ptr, k_ptr, v_ptr, bias_ptr, out_ptr,
         q = tl.load(q_ptr + q_rows[:, None] + d[None, :] * sq_d, mask=row_ok[:, None] & (d < D)[None, :],
                     other=0.0)
         o = attend(q, kt, v, row_bh, row_i, row_ok, col_bh, col_j, col_ok, bias_ptr, sbias_h, sbias_i, scale,
-                   H, R, STRIDE, SIDE_Q, G, PRECISION)
+                   H, RW, STRIDE, QW, G, PRECISION)
         store_token_major(out_ptr, o, row_bh, row_i, row_ok, so_b, so_n, so_c, H, DV, DV_PAD, ACT)
 
 
@@ -182,6 +183,7 @@ def attention_grid(pairs, g, packed_rows):
 
 
 def biased_attention(q, k, v, attention_biases, resolution, stride, scale, activation):
+    rh, rw = grid_sides(resolution)
     b, h, nq, d = q.shape
     nk, dv = k.shape[2], v.shape[3]
     g = pairs_per_program(nk, max(1, b * h))
@@ -194,17 +196,20 @@ def biased_attention(q, k, v, attention_biases, resolution, stride, scale, activ
     _biased_attention_kernel[attention_grid(b * h, g, g * nq)](
         q, k, v, attention_biases, out, *q.stride(), *k.stride(), *v.stride(), *attention_biases.stride(),
         *out.stride(), b * h, scale,
-        H=h, R=resolution, STRIDE=stride, SIDE_Q=query_grid_side(resolution, stride), NQ=nq, D=d, DV=dv, G=g,
+        H=h, RH=rh, RW=rw, STRIDE=stride, QW=query_grid((rh, rw), stride)[1], NQ=nq, D=d, DV=dv, G=g,
         PACKED_ROWS=g * nq, BLOCK_N=block_n, D_PAD=d_pad, DV_PAD=dv_pad,
         PRECISION=_runtime.dot_precision(q.dtype), ACT=activation_code(activation))
     return out
 
 
 def attention_constexprs(h, r, stride, d, dv, g, configs):
-    """The shape constexprs of one attention launch (as :func:`biased_attention` passes them)."""
-    nq, nk = query_grid_side(r, stride) ** 2, r * r
+    """The shape constexprs of one attention launch (as :func:`biased_attention` passes them); ``r`` an int R or a
+    pair (Rh, Rw)."""
+    rh, rw = grid_sides(r)
+    qh, qw = query_grid((rh, rw), stride)
+    nq, nk = qh * qw, rh * rw
     block_n, d_pad, dv_pad = attention_tiles("biased_attention", nk, d, dv, g, configs)
-    return dict(H=h, R=r, STRIDE=stride, SIDE_Q=query_grid_side(r, stride), NQ=nq, D=d, DV=dv, G=g,
+    return dict(H=h, RH=rh, RW=rw, STRIDE=stride, QW=qw, NQ=nq, D=d, DV=dv, G=g,
                 PACKED_ROWS=g * nq, BLOCK_N=block_n, D_PAD=d_pad, DV_PAD=dv_pad, ACT=activation_code("hardswish"))
 
 
@@ -227,10 +232,10 @@ def compile_cases():
 
     cases = []
     for variant, blk in levit_blocks("attention"):
-        g = pairs_per_program(blk.resolution ** 2, 64 * blk.heads)
+        g = pairs_per_program(blk.keys, 64 * blk.heads)
         consts = attention_constexprs(blk.heads, blk.resolution, blk.stride, blk.key_dim, blk.value_dim, g,
                                       GPU_CONFIGS)
         configs = on_chip_configs(per_dtype(_PRUNE["early_config_prune"], GPU_CONFIGS, consts, "k_ptr"), consts)
         cases.append(CompileCase(_biased_attention_kernel, f"{variant} s{blk.stage} N{consts['NQ']}x"
-                                 f"{blk.resolution ** 2} D{blk.key_dim} DV{blk.value_dim} G{g}", consts, configs))
+                                 f"{blk.keys} D{blk.key_dim} DV{blk.value_dim} G{g}", consts, configs))
     return distinct(cases, ("G", "BLOCK_N", "D_PAD", "DV_PAD"))

@@ -143,8 +143,7 @@ def compile_cases():
         cases.append(CompileCase(_flash_attention_kernel, name, consts, per_dtype(_prune, GPU_CONFIGS, consts, "k_ptr")))
     for kind in ("attention", "shrink"):
         for variant, blk in levit_blocks(kind):
-            nk = blk.resolution ** 2
-            nq = ((blk.resolution - 1) // blk.stride + 1) ** 2
+            nk, nq = blk.keys, blk.queries
             d_pad, dv_pad = _runtime.block(blk.key_dim), _runtime.block(blk.value_dim)
             streamed = [name for name, dt in DTYPES.items() if not table_bias_streamed.fits_on_chip(
                 _runtime.block(nk), d_pad, dv_pad, getattr(torch, dt).itemsize)]

@@ -4,14 +4,14 @@ torch.compile traces them as single opaque nodes (no graph break) and CUDA graph
 The kernel modules import lazily, at the first call: importing this module needs neither triton nor a GPU.
 Inference only: no autograd formula is registered.
 """
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
 
 @torch.library.custom_op("levit_triton::biased_attention", mutates_args=())
-def biased_attention(q: Tensor, k: Tensor, v: Tensor, attention_biases: Tensor, resolution: int, stride: int,
+def biased_attention(q: Tensor, k: Tensor, v: Tensor, attention_biases: Tensor, resolution: Sequence[int], stride: int,
                      scale: float, activation: Optional[str]) -> Tensor:
     from levit_kernels.backends.triton import biased
 
@@ -26,7 +26,7 @@ def _(q, k, v, attention_biases, resolution, stride, scale, activation):
 
 @torch.library.custom_op("levit_triton::shrink_attention", mutates_args=())
 def shrink_attention(x: Tensor, q_weight: Tensor, q_bias: Tensor, k: Tensor, v: Tensor, attention_biases: Tensor,
-                     resolution: int, stride: int, scale: float, activation: Optional[str]) -> Tensor:
+                     resolution: Sequence[int], stride: int, scale: float, activation: Optional[str]) -> Tensor:
     from levit_kernels.backends.triton import shrink
 
     return shrink.shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale,
@@ -35,8 +35,8 @@ def shrink_attention(x: Tensor, q_weight: Tensor, q_bias: Tensor, k: Tensor, v: 
 
 @shrink_attention.register_fake
 def _(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale, activation):
-    side_q = (resolution - 1) // stride + 1
-    return x.new_empty((x.shape[0], side_q * side_q, k.shape[1] * v.shape[3]))
+    (rh, rw), s = resolution, stride
+    return x.new_empty((x.shape[0], ((rh - 1) // s + 1) * ((rw - 1) // s + 1), k.shape[1] * v.shape[3]))
 
 
 @torch.library.custom_op("levit_triton::attention", mutates_args=())

@@ -1,7 +1,7 @@
 """Shrink attention: LeViT's subsampling attention, queries projected in-kernel.
 
 One program per (batch, head) and slice of query tiles, as in biased.py, except that each query tile is
-computed on chip: the rows of x at the stride-s grid points (token (yi·s)·R + xi·s, read in place: no subsampled
+computed on chip: the rows of x at the stride-s grid points (token (yi·s)·Rw + xi·s, read in place: no subsampled
 copy) times the head's D rows of q_weight, plus q_bias, rounded to the input dtype as the reference's linear does.
 Then the same biased attention core with the stride-aware bias index.
 """
@@ -14,18 +14,18 @@ from levit_kernels.backends.triton._jit import activation_code
 from levit_kernels.backends.triton.biased import (attend, attention_grid, attention_tiles, load_keys_values,
                                                      on_chip_configs, query_rows, query_tile_configs,
                                                      store_token_major)
-from levit_kernels.reference import query_grid_side
+from levit_kernels.reference import grid_sides, query_grid
 
 _runtime.freeze_kernel_mode()
 
 
 @triton.jit
 def project_queries(x_ptr, wq_ptr, bq_ptr, sx_b, sx_n, sx_c, sw_o, sw_c, sbq, b, h, row_i, row_ok,
-                    R: tl.constexpr, STRIDE: tl.constexpr, SIDE_Q: tl.constexpr, C: tl.constexpr,
+                    RW: tl.constexpr, STRIDE: tl.constexpr, QW: tl.constexpr, C: tl.constexpr,
                     D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
                     PRECISION: tl.constexpr):
     """q (BLOCK_M, D_PAD) of image b's queries ``row_i`` for head h, in x's dtype; zero in the padded key dims."""
-    token = (row_i // SIDE_Q) * STRIDE * R + (row_i % SIDE_Q) * STRIDE
+    token = (row_i // QW) * STRIDE * RW + (row_i % QW) * STRIDE
     x_rows = b.to(tl.int64) * sx_b + token * sx_n
     d = tl.arange(0, D_PAD)
     w_rows = (h * D + d) * sw_o
@@ -49,25 +49,25 @@ GPU_CONFIGS, GPU_CONFIGS_BY_DTYPE, _CONFIGS, _PRUNE = query_tile_configs("PACKED
 })
 
 
-@triton.autotune(configs=_CONFIGS, key=["R", "STRIDE", "H", "C", "D", "DV"], prune_configs_by=_PRUNE)
+@triton.autotune(configs=_CONFIGS, key=["RH", "RW", "STRIDE", "H", "C", "D", "DV"], prune_configs_by=_PRUNE)
 @triton.jit
 def _shrink_attention_kernel(x_ptr, wq_ptr, bq_ptr, k_ptr, v_ptr, bias_ptr, out_ptr,
                              sx_b, sx_n, sx_c, sw_o, sw_c, sbq, sk_b, sk_h, sk_n, sk_d, sv_b, sv_h, sv_n, sv_d,
                              sbias_h, sbias_i, so_b, so_n, so_c, BH, scale,
-                             H: tl.constexpr, R: tl.constexpr, STRIDE: tl.constexpr, SIDE_Q: tl.constexpr,
-                             NQ: tl.constexpr, C: tl.constexpr, D: tl.constexpr, DV: tl.constexpr,
+                             H: tl.constexpr, RH: tl.constexpr, RW: tl.constexpr, STRIDE: tl.constexpr,
+                             QW: tl.constexpr, NQ: tl.constexpr, C: tl.constexpr, D: tl.constexpr, DV: tl.constexpr,
                              PACKED_ROWS: tl.constexpr, BLOCK_N: tl.constexpr, D_PAD: tl.constexpr,
                              DV_PAD: tl.constexpr, BLOCK_C: tl.constexpr, PRECISION: tl.constexpr,
                              ACT: tl.constexpr, BLOCK_M: tl.constexpr, TILES: tl.constexpr):
     bh = tl.program_id(0)
     kt, v, col_bh, col_j, col_ok = load_keys_values(k_ptr, v_ptr, sk_b, sk_h, sk_n, sk_d, sv_b, sv_h, sv_n, sv_d,
-                                                    bh, BH, H, R * R, D, DV, 1, BLOCK_N, D_PAD, DV_PAD)
+                                                    bh, BH, H, RH * RW, D, DV, 1, BLOCK_N, D_PAD, DV_PAD)
     for t in range(TILES):
         row_bh, row_i, row_ok = query_rows(tl.program_id(1) * TILES + t, bh, BH, NQ, 1, BLOCK_M)
         q = project_queries(x_ptr, wq_ptr, bq_ptr, sx_b, sx_n, sx_c, sw_o, sw_c, sbq, bh // H, bh % H, row_i,
-                            row_ok, R, STRIDE, SIDE_Q, C, D, D_PAD, BLOCK_M, BLOCK_C, PRECISION)
+                            row_ok, RW, STRIDE, QW, C, D, D_PAD, BLOCK_M, BLOCK_C, PRECISION)
         o = attend(q, kt, v, row_bh, row_i, row_ok, col_bh, col_j, col_ok, bias_ptr, sbias_h, sbias_i, scale,
-                   H, R, STRIDE, SIDE_Q, 1, PRECISION)
+                   H, RW, STRIDE, QW, 1, PRECISION)
         store_token_major(out_ptr, o, row_bh, row_i, row_ok, so_b, so_n, so_c, H, DV, DV_PAD, ACT)
 
 
@@ -82,7 +82,9 @@ def projection_tile(c, d_pad, configs):
 def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, stride, scale, activation):
     b, h, nk, d = k.shape
     dv, c = v.shape[3], x.shape[2]
-    nq = query_grid_side(resolution, stride) ** 2
+    rh, rw = grid_sides(resolution)
+    qh, qw = query_grid((rh, rw), stride)
+    nq = qh * qw
     block_n, d_pad, dv_pad = attention_tiles("shrink_attention", nk, d, dv, 1, _CONFIGS)
     if b * h * nq and not table_bias_streamed.fits_on_chip(block_n, d_pad, dv_pad, x.element_size()):
         return table_bias_streamed.shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, stride,
@@ -94,7 +96,7 @@ def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, st
     _shrink_attention_kernel[attention_grid(b * h, 1, nq)](
         x, q_weight, q_bias, k, v, attention_biases, out, *x.stride(), *q_weight.stride(), *q_bias.stride(),
         *k.stride(), *v.stride(), *attention_biases.stride(), *out.stride(), b * h, scale,
-        H=h, R=resolution, STRIDE=stride, SIDE_Q=query_grid_side(resolution, stride), NQ=nq, C=c, D=d, DV=dv,
+        H=h, RH=rh, RW=rw, STRIDE=stride, QW=qw, NQ=nq, C=c, D=d, DV=dv,
         PACKED_ROWS=nq, BLOCK_N=block_n, D_PAD=d_pad, DV_PAD=dv_pad, BLOCK_C=block_c,
         PRECISION=_runtime.dot_precision(x.dtype), ACT=activation_code(activation))
     return out
@@ -107,11 +109,11 @@ def compile_cases():
 
     cases = []
     for variant, blk in levit_blocks("shrink"):
-        r, stride, nk = blk.resolution, blk.stride, blk.resolution ** 2
-        nq = query_grid_side(r, stride) ** 2
+        (rh, rw), stride, nk = grid_sides(blk.resolution), blk.stride, blk.keys
+        qw, nq = query_grid((rh, rw), stride)[1], blk.queries
         block_n, d_pad, dv_pad = attention_tiles("shrink_attention", nk, blk.key_dim, blk.value_dim, 1,
                                                  GPU_CONFIGS)
-        consts = dict(H=blk.heads, R=r, STRIDE=stride, SIDE_Q=query_grid_side(r, stride), NQ=nq,
+        consts = dict(H=blk.heads, RH=rh, RW=rw, STRIDE=stride, QW=qw, NQ=nq,
                       C=blk.in_channels, D=blk.key_dim, DV=blk.value_dim, PACKED_ROWS=nq, BLOCK_N=block_n,
                       D_PAD=d_pad, DV_PAD=dv_pad, BLOCK_C=projection_tile(blk.in_channels, d_pad, GPU_CONFIGS),
                       ACT=activation_code("hardswish"))

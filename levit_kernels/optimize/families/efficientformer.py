@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from levit_kernels.optimize import fold, recognize as r
 from levit_kernels.optimize.families import _metaformer as mf
-from levit_kernels.optimize.specs import BlockSpec, ConvSpec, ModelDescription, Tap, fail
+from levit_kernels.optimize.specs import BlockSpec, ConvSpec, ModelDescription, Tap, fail, grid_text
 
 NAME = "levit.EfficientFormer"
 STRUCTURE = "stem, stages, norm, head, head_dist, sides"
@@ -41,7 +41,7 @@ def _meta3d(block, where: str, side: int, width: int) -> list[BlockSpec]:
     aw = f"{where}.token_mixer"
     geometry = r.geometry(attn, aw, getattr(attn, "resolution", None), 1)
     if geometry[3] != side:
-        fail(aw, f"an attention over the {side}×{side} grid", f"resolution {geometry[3]}")
+        fail(aw, f"an attention over the {grid_text(side)} grid", f"resolution {grid_text(geometry[3])}")
     mlp = r.child(block, "mlp", where, "a LinearMLP")
     mw = f"{where}.mlp"
     fc1 = r.projection(r.child(mlp, "fc1", mw, "a Linear"), f"{mw}.fc1")
@@ -77,7 +77,7 @@ def _stages(model: nn.Module, width: int) -> list[BlockSpec]:
             specs.append(spec)
             side, width = spec.conv.out_side(side), spec.conv.weight.shape[0]
         if side != stage_side:
-            fail(where, f"a {stage_side}×{stage_side} grid (the model's sides)", f"{side}×{side}")
+            fail(where, f"a {grid_text(stage_side)} grid (the model's sides)", grid_text(side))
         for j, block in r.child(stage, "blocks", where, "a Sequential of blocks").named_children():
             bw = f"{where}.blocks.{j}"
             if r.has(block, "norm1", "token_mixer", "mlp"):
