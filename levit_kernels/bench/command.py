@@ -23,6 +23,11 @@ PRESETS = {
     # Latency: one image, every CPU thread.
     "latency": {"cpu": {"dtype": "float32", "threads": None, "batch": 1, "batch_overrides": {}},
                 "cuda": {"dtype": "bfloat16", "threads": None, "batch": 1, "batch_overrides": {}}},
+    # A detection input (issue 15, LeViT issue 25): one 448×800 image, every CPU thread, end to end only.
+    "detection": {"cpu": {"dtype": "float32", "threads": None, "batch": 1, "batch_overrides": {},
+                          "img_size": (448, 800), "ops": ("e2e",)},
+                  "cuda": {"dtype": "bfloat16", "threads": None, "batch": 1, "batch_overrides": {},
+                           "img_size": (448, 800), "ops": ("e2e",)}},
 }
 BASELINES = ("eager", "compile", "sdpa", "flex", "onnxruntime", "openvino", "openvino-default")
 DEFAULT_OUTPUT = os.path.join("benchmarks", "results")
@@ -34,7 +39,8 @@ DESCRIPTION = ("Time levit-kernels' fused ops and optimized model against eager 
 def add_bench_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                    help="paper: CPU 1 thread batch 16 fp32 / GPU bf16 batch 2048 (1024 for levit_384); "
-                        "latency: batch 1, all threads (default: paper)")
+                        "latency: batch 1, all threads; detection: latency's at 448×800, end to end "
+                        "(default: paper)")
     p.add_argument("--model", nargs="+", metavar="NAME",
                    help="models to run: any of levit.model_names(), e.g. efficientformer_l1 (end to end only; default: "
                         "the five LeViTs)")
@@ -46,6 +52,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=sorted(runner.DTYPES), help="override the preset's dtype")
     p.add_argument("--batch", type=int, help="override the preset's batch size")
     p.add_argument("--threads", type=int, help="override the preset's CPU thread count")
+    p.add_argument("--img-size", metavar="S|HxW", type=_img_size,
+                   help="input size, S (square) or HxW, e.g. 448x800 (default: the preset's, 224); a non-square "
+                        "size times end to end only")
     p.add_argument("--baselines", nargs="+", choices=BASELINES, help="baselines to run (default: all that apply)")
     p.add_argument("--quick", action="store_true", help="tiny iteration counts (smoke test; numbers not meaningful)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs and weights")
@@ -57,6 +66,15 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--markdown", metavar="RESULTS.json",
                    help="print a results file as the README's markdown section, measure nothing")
     return p
+
+
+def _img_size(text: str):
+    """'224' → 224, '448x800' → (448, 800)."""
+    parts = text.lower().replace("×", "x").split("x")
+    if len(parts) in (1, 2) and all(p.isdigit() and int(p) > 0 for p in parts):
+        sides = tuple(int(p) for p in parts)
+        return sides[0] if len(sides) == 1 or sides[0] == sides[1] else sides
+    raise argparse.ArgumentTypeError(f"expected S or HxW (positive ints), got {text!r}")
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
@@ -144,10 +162,15 @@ def make_plan(args: argparse.Namespace) -> runner.Plan:
     def batch(name):
         return args.batch or overrides.get(name, preset["batch"])
 
-    return runner.Plan(models=models, ops=list(args.ops or OPS + ("e2e",)), device=device, dtype=dtype,
+    img_size = getattr(args, "img_size", None) or preset.get("img_size", 224)
+    ops = list(args.ops or preset.get("ops") or OPS + ("e2e",))
+    if isinstance(img_size, tuple) and ops != ["e2e"]:
+        raise UsageError(f"--img-size {img_size[0]}x{img_size[1]}: a non-square size times end to end only "
+                         f"(--ops e2e), got --ops {' '.join(ops)}")
+    return runner.Plan(models=models, ops=ops, device=device, dtype=dtype,
                        backend=_backend(args, device), threads=threads, batch=batch,
                        baselines=set(args.baselines) if args.baselines else None, quick=args.quick, seed=args.seed,
-                       settings={"preset": args.preset, "requested_backend": args.backend})
+                       img_size=img_size, settings={"preset": args.preset, "requested_backend": args.backend})
 
 
 def _compare(paths) -> int:

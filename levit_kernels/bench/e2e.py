@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import torch
 
 import levit_kernels
-from levit_kernels import tolerances
+from levit_kernels import reference, tolerances
 from levit_kernels.bench.cases import CandidateSpec, CaseSetup, Unavailable
 
 
@@ -34,7 +34,7 @@ class EndToEndCase:
     dtype: torch.dtype
     device: str
     threads: int
-    img_size: int = 224
+    img_size: object = 224  # an int S (S×S images) or (H, W)
     num_classes: int = 1000
 
     op = "e2e"
@@ -55,7 +55,8 @@ class EndToEndCase:
 
     @property
     def label(self) -> str:
-        return f"{self.img_size}px"
+        h, w = reference.grid_sides(self.img_size)
+        return f"{h}px" if h == w else f"{h}×{w}px"
 
     @property
     def flops(self) -> float:
@@ -68,7 +69,7 @@ class EndToEndCase:
         return 2.0 * self.batch * sum(step_macs(self.model, self.img_size, self.num_classes))
 
     def make_inputs(self, gen: torch.Generator) -> tuple:
-        images = torch.randn(self.batch, 3, self.img_size, self.img_size, generator=gen)
+        images = torch.randn(self.batch, 3, *reference.grid_sides(self.img_size), generator=gen)
         return (images.to(self.device),)
 
 

@@ -31,7 +31,7 @@ class Plan:
     baselines: Optional[set] = None  # None: all that apply
     quick: bool = False
     seed: int = 0
-    img_size: int = 224
+    img_size: object = 224       # an int S or (H, W) (a non-square size: end to end only)
     num_classes: int = 1000
     settings: dict = field(default_factory=dict)  # extra fields recorded with the run (preset, requested backend)
 

@@ -330,8 +330,9 @@ class OptimizedLeViT(nn.Module):
                 f"{hs}×{ws} images (token grid {grid_text(self.stage_grids[0])}); for another size, build the source "
                 f"model at that size and optimize it" if isinstance(images, torch.Tensor) and images.dim() == 4
                 else "")
-        raise ValueError(f"optimized model: input must be images of shape (B, {self.in_channels}, H, W) with H in "
-                         f"{hs} and W in {ws} on {self.device}, got {got}{size}")
+        sides = f"H, W in {hs}" if hs == ws else f"H in {hs} and W in {ws}"
+        raise ValueError(f"optimized model: input must be images of shape (B, {self.in_channels}, H, W) with {sides} "
+                         f"on {self.device}, got {got}{size}")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self._check(images)

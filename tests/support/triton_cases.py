@@ -112,10 +112,11 @@ def op_calls(gen, batch, dtype, device, att, shrink, tokens, c, hidden):
     lin = linear_inputs(gen, (batch, tokens), c, hidden, dtype, device, residual=True)
     mlp = mlp_inputs(gen, (batch, tokens), c, hidden, c, dtype, device)
     return [
-        ("biased_attention", lambda t: ops.biased_attention(*t, att.r, att.stride, att.d ** -0.5, "hardswish"), a,
+        ("biased_attention", lambda t: ops.biased_attention(*t, (att.r, att.r), att.stride, att.d ** -0.5,
+                                                            "hardswish"), a,
          lambda t: attention_reference(*t, att.r, att.stride, "hardswish")),
-        ("shrink_attention", lambda t: ops.shrink_attention(*t, shrink.r, shrink.stride, shrink.d ** -0.5,
-                                                            "hardswish"), s,
+        ("shrink_attention", lambda t: ops.shrink_attention(*t, (shrink.r, shrink.r), shrink.stride,
+                                                            shrink.d ** -0.5, "hardswish"), s,
          lambda t: shrink_reference(*t, shrink.r, shrink.stride, "hardswish")),
         ("linear", lambda t: ops.linear(t[0], t[1], t[2], "hardswish", t[3]), lin,
          lambda t: linear_reference(t[0], t[1], t[2], "hardswish", t[3])),
