@@ -1,4 +1,5 @@
-"""Extreme values on every kernel backend (cpu under each ISA this CPU runs, triton — interpreted without a GPU):
+"""Extreme values on every kernel backend (cpu under each ISA this CPU runs, triton — interpreted without a GPU),
+for LeViT's ops and levit_kernels.attention (the flash op; its masked rows are tests/test_attention.py's):
 
 - large logits (a bias table of ±1e4; q·k far beyond exp's fp32 range of ~88, in fp16 too) stay finite and as
   accurate as fp32 logits of that size allow (tolerances.large_logit_rtol);
@@ -21,7 +22,7 @@ targets.interpret_triton()  # before any Triton kernel is built
 from conftest import assert_close_to_reference  # noqa: E402
 from levit_kernels import reference, tolerances  # noqa: E402
 from support import op_cases  # noqa: E402
-from support.op_cases import AttentionCase, GemmCase  # noqa: E402
+from support.op_cases import AttentionCase, FlashCase, GemmCase  # noqa: E402
 
 
 @pytest.fixture(params=targets.KERNEL_TARGETS)
@@ -44,6 +45,9 @@ def run(target, case, args, kwargs):
 # Small enough for the interpreter; past a 16-wide tile in every attention dim and a 16-row query tile.
 ATTENTION = AttentionCase(batch=2, heads=2, resolution=5, stride=1, key_dim=16, value_dim=20)
 SHRINK = dataclasses.replace(ATTENTION, stride=2, channels=24)
+# The flash op with a full dense bias, Nq ≠ Nk, likewise past the interpreter's 16-wide tiles.
+FLASH = FlashCase(batch=2, heads=2, queries=19, keys=37, key_dim=16, value_dim=20, bias="full")
+EXTREME_OPS = (*op_cases.OPS, "attention")
 
 
 # ---- large logits -----------------------------------------------------------------------------------------------
@@ -88,6 +92,33 @@ def test_huge_query_key_products_do_not_overflow(target, qk_scale, seed):
         assert_close_to_reference(out, ref, dtype, f"{dtype}, logits up to {magnitude:.0f}", rtol=rtol)
 
 
+def test_flash_attention_large_logits_do_not_overflow(target, seed):
+    """levit_kernels.attention under a dense bias of ±1e4, then under q·k products in the thousands (no bias):
+    finite, and as accurate as fp32 logits of that size allow."""
+    for dtype in dtypes_of(target):
+        activation = reference.ACTIVATIONS[seed % len(reference.ACTIVATIONS)]
+        case = dataclasses.replace(FLASH, dtype=dtype, seed=seed, activation=activation)
+        args, kwargs = op_cases.make_args(case, target.device)
+        bias = kwargs["bias"]
+        gen = torch.Generator().manual_seed(seed)
+        signs = torch.randint(0, 2, bias.shape, generator=gen) * 2 - 1
+        bias.copy_((1e4 * signs + torch.randn(bias.shape, generator=gen)).to(bias.dtype))
+        out, ref = run(target, case, args, kwargs)
+        assert out.isfinite().all(), f"attention {dtype}: non-finite output with a ±1e4 bias"
+        assert_close_to_reference(out, ref, dtype, f"attention {dtype}, bias ±1e4",
+                                  rtol=tolerances.large_logit_rtol(dtype, 1e4 + 100))
+
+        case = dataclasses.replace(FLASH, dtype=dtype, seed=seed, qk_scale=30.0, bias=None)
+        args, kwargs = op_cases.make_args(case, target.device)
+        q, k = args[0], args[1]
+        magnitude = logit_magnitude(q, k, torch.zeros(1), case.key_dim ** -0.5)
+        assert magnitude > 200, "the case must produce logits far beyond exp's range"
+        out, ref = run(target, case, args, kwargs)
+        assert out.isfinite().all(), f"attention {dtype}: non-finite output with logits up to {magnitude:.0f}"
+        assert_close_to_reference(out, ref, dtype, f"attention {dtype}, logits up to {magnitude:.0f}",
+                                  rtol=tolerances.large_logit_rtol(dtype, magnitude))
+
+
 # ---- NaN / inf patterns -----------------------------------------------------------------------------------------
 
 SPECIALS = {"nan": float("nan"), "+inf": float("inf"), "-inf": float("-inf")}
@@ -98,13 +129,16 @@ CASES = {
     "shrink_attention": dataclasses.replace(SHRINK, qk_scale=0.5, activation="hardswish"),
     "linear": GemmCase((2, 9), 20, 40, residual=True, activation="hardswish"),
     "mlp": GemmCase((3, 7), 24, 24, hidden=40, residual=True, activation="hardswish"),
+    "attention": dataclasses.replace(FLASH, qk_scale=0.5, activation="hardswish"),
 }
 OPERANDS = {  # positional tensors of each op, by name
     "biased_attention": ("q", "k", "v", "attention_biases"),
     "shrink_attention": ("x", "q_weight", "q_bias", "k", "v", "attention_biases"),
     "linear": ("x", "weight", "bias"),
     "mlp": ("x", "w1", "b1", "w2", "b2"),
+    "attention": ("q", "k", "v"),
 }
+KEYWORD_OPERANDS = {"linear": ("residual",), "attention": ("bias",)}  # tensors passed by keyword
 
 
 def plant(t: torch.Tensor, value: float, gen: torch.Generator, count: int):
@@ -122,10 +156,10 @@ def assert_same_special_pattern(out, ref, dtype, what):
     assert_close_to_reference(out[finite], ref[finite], dtype, f"{what}, finite elements")
 
 
-@pytest.mark.parametrize("op", op_cases.OPS)
+@pytest.mark.parametrize("op", EXTREME_OPS)
 def test_nan_and_inf_give_the_reference_pattern(target, op, seed):
     gen = torch.Generator().manual_seed(seed)
-    operands = OPERANDS[op] + (("residual",) if op == "linear" else ())
+    operands = OPERANDS[op] + KEYWORD_OPERANDS.get(op, ())
     non_finite = 0
     for i, dtype in enumerate(dtypes_of(target)):
         for j, layout in enumerate(("contiguous", "transposed")):
@@ -135,7 +169,7 @@ def test_nan_and_inf_give_the_reference_pattern(target, op, seed):
             for name in operands:
                 for label, value in SPECIALS.items():
                     args, kwargs = op_cases.make_args(case, target.device)
-                    tensor = kwargs[name] if name == "residual" else args[OPERANDS[op].index(name)]
+                    tensor = kwargs[name] if name in kwargs else args[OPERANDS[op].index(name)]
                     plant(tensor, value, gen, count=int(torch.randint(1, 3, (1,), generator=gen)))
                     out, ref = run(target, case, args, kwargs)
                     assert_same_special_pattern(out, ref, dtype, f"{op} {dtype} {layout}: {label} in '{name}'")

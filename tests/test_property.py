@@ -31,7 +31,7 @@ from conftest import assert_close_to_reference  # noqa: E402
 from levit_kernels import reference, tolerances  # noqa: E402
 from levit_kernels.reference import query_grid_side  # noqa: E402
 from support import op_cases  # noqa: E402
-from support.op_cases import AttentionCase, GemmCase  # noqa: E402
+from support.op_cases import AttentionCase, FlashCase, GemmCase  # noqa: E402
 
 EXAMPLES = int(os.environ.get("LEVIT_PROPERTY_EXAMPLES", "500"))
 SEED = int(os.environ.get("LEVIT_TEST_SEED", random.SystemRandom().randrange(2**31)))
@@ -86,6 +86,26 @@ def _at_most(limit: int, low: int, high: int) -> int:
     return max(low, min(high, limit))
 
 
+def _batch_and_heads(draw, lim: Limits, pair_work: int) -> tuple:
+    """(batch, heads) within the work budget, given the multiply-adds of one (batch, head) pair."""
+    pairs = _at_most(lim.work // pair_work, 1, lim.pairs)
+    heads = draw(st.integers(1, min(16, pairs)))
+    return draw(st.integers(1, _at_most(pairs // heads, 1, 9))), heads
+
+
+def _softmax_draws(draw, lim: Limits, activations: tuple, d: int) -> dict:
+    """The keywords both attention strategies draw alike: layout, dtype, activation, scale, q/k magnitude, seed.
+    Logits stay within about ±30 (the scale is a factor of D^-1/2): the fp32 tolerance holds for any softmax
+    there; far larger logits are tests/test_extremes.py's subject."""
+    factor = draw(st.one_of(st.none(), st.floats(0.1, 2.0)))
+    return dict(layout=draw(st.sampled_from(op_cases.ATTENTION_LAYOUTS)),
+                dtype=draw(st.sampled_from(lim.dtypes)),
+                activation=draw(st.sampled_from(activations)),
+                scale=None if factor is None else factor * d ** -0.5,
+                qk_scale=draw(st.sampled_from((0.1, 1.0, 1.5))),
+                seed=draw(st.integers(0, 2**32 - 1)))
+
+
 @st.composite
 def attention_cases(draw, lim: Limits, activations: tuple, shrink: bool) -> AttentionCase:
     r = draw(st.integers(1, lim.side))
@@ -93,23 +113,23 @@ def attention_cases(draw, lim: Limits, activations: tuple, shrink: bool) -> Atte
     per_key_dim = query_grid_side(r, stride) ** 2 * r * r  # multiply-adds per unit of D + Dv per (batch, head)
     d = draw(st.integers(*lim.key_dim))
     dv = draw(st.integers(lim.value_dim[0], _at_most(lim.work // per_key_dim - d, *lim.value_dim)))
-    pairs = _at_most(lim.work // (per_key_dim * (d + dv)), 1, lim.pairs)
-    heads = draw(st.integers(1, min(16, pairs)))
-    batch = draw(st.integers(1, _at_most(pairs // heads, 1, 9)))
+    batch, heads = _batch_and_heads(draw, lim, per_key_dim * (d + dv))
     channels = draw(st.integers(1, lim.channels)) if shrink else 0
-    # Logits stay within about ±30 (the scale is a factor of D^-1/2): the fp32 tolerance holds for any softmax
-    # there; far larger logits are tests/test_extremes.py's subject.
-    factor = draw(st.one_of(st.none(), st.floats(0.1, 2.0)))
-    return AttentionCase(
-        batch, heads, r, stride, d, dv,
-        layout=draw(st.sampled_from(op_cases.ATTENTION_LAYOUTS)),
-        dtype=draw(st.sampled_from(lim.dtypes)),
-        activation=draw(st.sampled_from(activations)),
-        scale=None if factor is None else factor * d ** -0.5,
-        qk_scale=draw(st.sampled_from((0.1, 1.0, 1.5))),
-        bias_scale=draw(st.sampled_from((0.0, 1.0, 4.0))),
-        seed=draw(st.integers(0, 2**32 - 1)),
-        channels=channels)
+    return AttentionCase(batch, heads, r, stride, d, dv, **_softmax_draws(draw, lim, activations, d),
+                         bias_scale=draw(st.sampled_from((0.0, 1.0, 4.0))), channels=channels)
+
+
+@st.composite
+def flash_cases(draw, lim: Limits, activations: tuple) -> FlashCase:
+    """levit_kernels.attention: up to lim.tokens queries and side² keys (CPU: past the flash kernel's 48-query
+    tiles and its 240-key block; interpreted triton: past its 16-wide tiles), every bias form, Nq ≠ Nk."""
+    nq = draw(st.integers(1, lim.tokens))
+    nk = draw(st.integers(1, lim.side ** 2))
+    d = draw(st.integers(*lim.key_dim))
+    dv = draw(st.integers(lim.value_dim[0], _at_most(lim.work // (nq * nk) - d, *lim.value_dim)))
+    batch, heads = _batch_and_heads(draw, lim, nq * nk * (d + dv))
+    return FlashCase(batch, heads, nq, nk, d, dv, **_softmax_draws(draw, lim, activations, d),
+                     bias=draw(st.sampled_from(op_cases.FLASH_BIASES)), bias_scale=draw(st.sampled_from((1.0, 4.0))))
 
 
 @st.composite
@@ -140,7 +160,11 @@ STRATEGIES = {  # op -> strategy(limits, activations)
     "shrink_attention": lambda lim, acts: attention_cases(lim, acts, shrink=True),
     "linear": lambda lim, acts: gemm_cases(lim, acts, mlp=False),
     "mlp": lambda lim, acts: gemm_cases(lim, acts, mlp=True),
+    "attention": flash_cases,
 }
+# The ops of the reliability suites plus levit_kernels.attention (not in op_cases.OPS: the extreme-value and
+# concurrency suites do not cover it yet).
+PROPERTY_OPS = (*op_cases.OPS, "attention")
 
 
 # ---- the property -----------------------------------------------------------------------------------------------
@@ -155,7 +179,7 @@ def check_against_reference(target: targets.Target, case):
                               scale=op_cases.magnitude(case, args, kwargs))
 
 
-@pytest.mark.parametrize("op", op_cases.OPS)
+@pytest.mark.parametrize("op", PROPERTY_OPS)
 @seed(SEED)
 @PROPERTY
 @given(data=st.data())
@@ -172,6 +196,11 @@ def planted_cases(op: str):
     strategies draw (attention: small and large logits, with and without a bias table)."""
     dtypes = sorted({d for lim in EVERY_LIMITS for d in lim.dtypes}, key=str)
     flags = [dict(dtype=d, activation=a) for d in dtypes for a in reference.ACTIVATIONS]
+    if op == "attention":
+        base = FlashCase(2, 3, 50, 37, 16, 24)
+        return [dataclasses.replace(base, qk_scale=qk, bias=bias, seed=i, **f)
+                for i, (f, qk, bias) in enumerate((f, qk, bias) for f in flags for qk in (0.1, 1.5)
+                                                  for bias in (None, "full"))]
     if op in ("biased_attention", "shrink_attention"):
         base = AttentionCase(2, 4, 7, 1 if op == "biased_attention" else 2, 16, 32,
                              channels=0 if op == "biased_attention" else 32)
@@ -186,7 +215,7 @@ def planted_cases(op: str):
                 for residual in (False, True)) if bias or op == "linear"]
 
 
-@pytest.mark.parametrize("op", op_cases.OPS)
+@pytest.mark.parametrize("op", PROPERTY_OPS)
 def test_wrong_outputs_fail_at_every_magnitude(op):
     """An all-zero output and one off by 1% everywhere (10% in bf16, whose tolerance is 1.6%) exceed the tolerance
     in every dtype, at every input magnitude the strategies draw: the error is relative to the operands' terms,

@@ -10,6 +10,7 @@
 
 #include "attention/attention_kernel.h"
 #include "common/activation.h"
+#include "common/isa_select.h"
 
 namespace levit::flash {
 
@@ -65,5 +66,12 @@ void run_avx512(const Problem& p, const Plan& plan, int64_t begin, int64_t end, 
 #if defined(__aarch64__)
 void run_neon(const Problem& p, const Plan& plan, int64_t begin, int64_t end, float* workspace);
 #endif
+
+// The variant of `isa`; throws std::invalid_argument when this build has none (x86 ones on x86-64 only, NEON on
+// AArch64 only).
+inline RunFn kernel_for(Isa isa) {
+  return select_variant<RunFn>(isa, "attention", run_scalar, LEVIT_IF_X86(run_avx2), LEVIT_IF_X86(run_avx512),
+                               LEVIT_IF_AARCH64(run_neon));
+}
 
 }  // namespace levit::flash

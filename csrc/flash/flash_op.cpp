@@ -19,21 +19,6 @@ namespace {
 
 constexpr const char* kOp = "levit_kernels::attention";
 
-RunFn kernel_for(Isa isa) {
-  switch (isa) {
-    case Isa::kScalar: return run_scalar;
-#if defined(__x86_64__) || defined(_M_X64)
-    case Isa::kAvx2: return run_avx2;
-    case Isa::kAvx512: return run_avx512;
-#endif
-#if defined(__aarch64__)
-    case Isa::kNeon: return run_neon;
-#endif
-    default: break;
-  }
-  TORCH_CHECK(false, kOp, ": no kernel compiled for ISA ", isa_name(isa));
-}
-
 void check_operand(const char* name, const at::Tensor& t) {
   TORCH_CHECK(t.device().is_cpu(), kOp, ": argument '", name, "' must be a CPU tensor, got one on ", t.device());
   TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat, kOp, ": argument '", name, "' must be float32, got ",

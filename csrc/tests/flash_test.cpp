@@ -14,19 +14,6 @@ using flash::Problem;
 
 namespace {
 
-flash::RunFn kernel_for(Isa isa) {
-  switch (isa) {
-#if defined(__x86_64__) || defined(_M_X64)
-    case Isa::kAvx2: return flash::run_avx2;
-    case Isa::kAvx512: return flash::run_avx512;
-#endif
-#if defined(__aarch64__)
-    case Isa::kNeon: return flash::run_neon;
-#endif
-    default: return flash::run_scalar;
-  }
-}
-
 enum class Layout { kContiguous, kPackedQkv, kStrided };
 const char* layout_name(Layout l) {
   return l == Layout::kContiguous ? "contiguous" : l == Layout::kPackedQkv ? "packed-qkv" : "strided";
@@ -154,7 +141,7 @@ std::vector<float> run(const Case& c, Isa isa, int threads, int planned_threads)
   p.out = out.data();
   for (int t = 0; t < threads; ++t) {
     AlignedBuffer workspace(plan.workspace_floats);
-    kernel_for(isa)(p, plan, plan.items * t / threads, plan.items * (t + 1) / threads, workspace.data());
+    flash::kernel_for(isa)(p, plan, plan.items * t / threads, plan.items * (t + 1) / threads, workspace.data());
   }
   return out;
 }

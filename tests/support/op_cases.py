@@ -21,23 +21,31 @@ from levit_kernels.reference import query_grid_side
 ATTENTION_LAYOUTS = ("contiguous", "packed", "transposed", "strided")
 GEMM_LAYOUTS = ("contiguous", "transposed", "strided")
 OPS = ("biased_attention", "shrink_attention", "linear", "mlp")
+# Dense-bias forms of levit_kernels.attention (FlashCase.bias): none, full (B, H, Nq, Nk), one shared by the batch
+# (H, Nq, Nk), a per-key padding row (Nk,).
+FLASH_BIASES = (None, "full", "heads", "keys")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SoftmaxFlags:
+    """What every attention case has besides its sizes (keyword-only: they follow each case's positional sizes)."""
+    layout: str = "contiguous"
+    dtype: torch.dtype = torch.float32
+    activation: Optional[str] = None
+    scale: Optional[float] = None
+    qk_scale: float = 1.0    # std of q and k
+    bias_scale: float = 1.0  # std of the bias (table)
+    seed: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
-class AttentionCase:
+class AttentionCase(SoftmaxFlags):
     batch: int
     heads: int
     resolution: int
     stride: int
     key_dim: int
     value_dim: int
-    layout: str = "contiguous"
-    dtype: torch.dtype = torch.float32
-    activation: Optional[str] = None
-    scale: Optional[float] = None
-    qk_scale: float = 1.0    # std of q and k
-    bias_scale: float = 1.0  # std of the bias table
-    seed: int = 0
     channels: int = 0        # shrink_attention only: C of x (0: biased_attention)
 
     @property
@@ -51,6 +59,20 @@ class AttentionCase:
     @property
     def keys(self) -> int:
         return self.resolution ** 2
+
+
+@dataclasses.dataclass(frozen=True)
+class FlashCase(SoftmaxFlags):
+    """levit_kernels.attention (softmax attention over any number of keys, the flash kernel): q (B, H, Nq, D),
+    k (B, H, Nk, D), v (B, H, Nk, Dv) and an optional dense bias (one of FLASH_BIASES)."""
+    batch: int
+    heads: int
+    queries: int
+    keys: int
+    key_dim: int
+    value_dim: int
+    bias: Optional[str] = None
+    op = "attention"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,16 +142,23 @@ def make_args(case, device="cpu"):
     gen = torch.Generator().manual_seed(case.seed)
     if isinstance(case, AttentionCase):
         return _attention_args(case, gen, device)
+    if isinstance(case, FlashCase):
+        return _flash_args(case, gen, device)
     return _gemm_args(case, gen, device)
+
+
+def _qkv(c, gen, cast):
+    """q, k, v of an attention case (c.queries, c.keys, head dims, q/k magnitude), in the case's dtype and device."""
+    q = cast(_normal(gen, c.batch, c.heads, c.queries, c.key_dim, std=c.qk_scale))
+    k = cast(_normal(gen, c.batch, c.heads, c.keys, c.key_dim, std=c.qk_scale))
+    return q, k, cast(_normal(gen, c.batch, c.heads, c.keys, c.value_dim))
 
 
 def _attention_args(c: AttentionCase, gen, device):
     def cast(t):
         return t.to(dtype=c.dtype, device=device)
 
-    q = cast(_normal(gen, c.batch, c.heads, c.queries, c.key_dim, std=c.qk_scale))
-    k = cast(_normal(gen, c.batch, c.heads, c.keys, c.key_dim, std=c.qk_scale))
-    v = cast(_normal(gen, c.batch, c.heads, c.keys, c.value_dim))
+    q, k, v = _qkv(c, gen, cast)
     biases = cast(_normal(gen, c.heads, c.keys, std=c.bias_scale))
     if c.layout == "packed":
         q, k, v = _packed_attention(q, k, v)
@@ -144,6 +173,23 @@ def _attention_args(c: AttentionCase, gen, device):
     gemm_layout = "transposed" if c.layout == "packed" else c.layout
     x, q_weight, q_bias = (relayout(t, gemm_layout) for t in (x, q_weight, q_bias))
     return (x, q_weight, q_bias, k, v, biases, c.resolution, c.stride), kwargs
+
+
+def _flash_args(c: FlashCase, gen, device):
+    def cast(t):
+        return t.to(dtype=c.dtype, device=device)
+
+    q, k, v = _qkv(c, gen, cast)
+    bias_shape = {None: None, "full": (c.batch, c.heads, c.queries, c.keys), "heads": (c.heads, c.queries, c.keys),
+                  "keys": (c.keys,)}[c.bias]
+    bias = None if bias_shape is None else cast(_normal(gen, *bias_shape, std=c.bias_scale))
+    if c.layout == "packed":
+        q, k, v = _packed_attention(q, k, v)
+    else:
+        q, k, v = (relayout(t, c.layout) for t in (q, k, v))
+    if bias is not None:
+        bias = relayout(bias, "contiguous" if c.layout == "packed" else c.layout)
+    return (q, k, v), {"scale": c.scale, "bias": bias, "activation": c.activation}
 
 
 def _gemm_args(c: GemmCase, gen, device):
@@ -196,8 +242,8 @@ def magnitude(case, args, kwargs) -> float:
     args = [_f64(a.cpu() if isinstance(a, torch.Tensor) else a) for a in args]
     activation, residual = kwargs["activation"], kwargs.get("residual")
     with single_threaded():
-        if isinstance(case, AttentionCase):
-            v = 2 if not case.channels else 4
+        if isinstance(case, SoftmaxFlags):
+            v = 4 if getattr(case, "channels", 0) else 2
             args[v] = args[v].abs()
             out = getattr(reference, case.op)(*args, **{**kwargs, "activation": None})
         elif case.hidden:

@@ -32,6 +32,7 @@ _PROBES = {
     "shrink_attention": op_cases.AttentionCase(1, 1, 2, 2, 8, 8, channels=8),
     "linear": op_cases.GemmCase((2,), 8, 8),
     "mlp": op_cases.GemmCase((2,), 8, 8, hidden=8, residual=True),
+    "attention": op_cases.FlashCase(1, 1, 2, 3, 8, 8),
 }
 
 
