@@ -15,8 +15,10 @@ _runtime.freeze_kernel_mode()
 
 # Floats per layer_norm tile (rows × the row width padded to a power of two): 16 rows of 256, 4 of 1024.
 _LN_TILE = 4096
-# pool_mixer tile: map positions (a run of h·W + w, across rows) × channels.
-_POOL_BLOCK_P, _POOL_BLOCK_C = 64, 64
+# pool_mixer tile: map positions (a run of h·W + w, across rows) × channels, on 8 warps: at Triton's default 4 the
+# unrolled 3×3 window's 64-bit tap pointers spilled 424 B on sm_80 and 64 B on sm_90 (fp32 and bf16 alike;
+# scripts/triton_compile_check.py, triton 3.9); 8 warps (or a 32×64 tile on 4) spill nothing.
+_POOL_BLOCK_P, _POOL_BLOCK_C, _POOL_WARPS = 64, 64, 8
 
 
 @triton.jit
@@ -99,7 +101,7 @@ def pool_mixer(x, layer_scale, pool_size):
     block_p, block_c = min(_POOL_BLOCK_P, _runtime.block(h * w, 1)), min(_POOL_BLOCK_C, _runtime.block(c, 1))
     grid = (b, triton.cdiv(h * w, block_p), triton.cdiv(c, block_c))
     _pool_mixer_kernel[grid](x, layer_scale, out, h, w, c, *x.stride(), layer_scale.stride(0), *out.stride()[:3],
-                             POOL=pool_size, BLOCK_P=block_p, BLOCK_C=block_c)
+                             POOL=pool_size, BLOCK_P=block_p, BLOCK_C=block_c, num_warps=_POOL_WARPS)
     return out
 
 
@@ -113,7 +115,7 @@ def compile_cases():
     """For scripts/triton_compile_check.py: layer_norm at every width the families normalise (EfficientFormer's
     last-stage Meta3D blocks; T2T-ViT's token layers — 3·7·7 and 64·3·3 soft-split patches, the 64-wide token
     MLPs — and its backbone), one class per tile; pool_mixer at EfficientFormer's pool size and widths. Neither is
-    autotuned: they launch with Triton's default warps and stages."""
+    autotuned: layer_norm launches with Triton's default warps and stages, pool_mixer on _POOL_WARPS."""
     from levit import efficientformer, t2t_vit
     from levit_kernels.backends.triton.compile_cases import CompileCase, distinct
 
@@ -134,5 +136,5 @@ def compile_cases():
             consts = dict(POOL=spec.pool_size, BLOCK_P=min(_POOL_BLOCK_P, _runtime.block(side * side, 1)),
                           BLOCK_C=min(_POOL_BLOCK_C, _runtime.block(c, 1)))
             cases.append(CompileCase(_pool_mixer_kernel, f"pool_mixer {spec.name} s{stage} {side}x{side} C{c}",
-                                     consts, default))
+                                     consts, (triton.Config({}, num_warps=_POOL_WARPS, num_stages=3),)))
     return norms + distinct(cases, ("POOL", "BLOCK_P", "BLOCK_C"))
