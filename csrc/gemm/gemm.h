@@ -50,7 +50,8 @@ struct Kernels {
   int fma_chain_flops;
 };
 
-// The kernel table of `isa` (which must be compiled into this build: x86 variants on x86-64, NEON on AArch64).
+// The kernel table of `isa`; throws std::invalid_argument when this build has none (x86 variants on x86-64 only,
+// NEON on AArch64 only).
 const Kernels& kernels_for(Isa isa);
 
 // Per-ISA tables, each defined in its own translation unit compiled for that ISA (constant data: no code runs

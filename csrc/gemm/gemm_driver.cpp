@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <ctime>
-#include <stdexcept>
-#include <string>
 #include <thread>
 #include <vector>
+
+#include "common/isa_select.h"
 
 namespace levit::gemm {
 
@@ -26,17 +26,8 @@ void pack_weight(const float* w, int64_t stride_n, int64_t stride_k, int64_t n, 
 }
 
 const Kernels& kernels_for(Isa isa) {
-  switch (isa) {
-    case Isa::kScalar: return kScalarKernels;
-#if defined(__x86_64__) || defined(_M_X64)
-    case Isa::kAvx2: return kAvx2Kernels;
-    case Isa::kAvx512: return kAvx512Kernels;
-#endif
-#if defined(__aarch64__)
-    case Isa::kNeon: return kNeonKernels;
-#endif
-    default: throw std::invalid_argument(std::string("no GEMM kernels for ISA '") + isa_name(isa) + "' in this build");
-  }
+  return *select_variant<const Kernels*>(isa, "GEMM", &kScalarKernels, LEVIT_IF_X86(&kAvx2Kernels),
+                                         LEVIT_IF_X86(&kAvx512Kernels), LEVIT_IF_AARCH64(&kNeonKernels));
 }
 
 int64_t mlp_tile_rows(const Geometry& g, int64_t hidden) {
