@@ -6,8 +6,9 @@ the refusal message), ``matches(model) -> bool`` (structure only: no model packa
 them in this order; adding a family is one module and one line here.
 """
 from levit_kernels.optimize.families import (efficientformer, levit, t2t_vit, timm_efficientformer, timm_levit,
-                                             vitpytorch_levit)
+                                             vitpytorch_levit, vitpytorch_t2t, vitpytorch_vit)
 
-FAMILIES = (levit, timm_levit, vitpytorch_levit, efficientformer, timm_efficientformer, t2t_vit)
+FAMILIES = (levit, timm_levit, vitpytorch_levit, efficientformer, timm_efficientformer, t2t_vit, vitpytorch_t2t,
+            vitpytorch_vit)
 
 __all__ = ["FAMILIES"]
