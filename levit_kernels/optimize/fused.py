@@ -230,7 +230,8 @@ class FusedConv(_Prepared):
 
 
 class FusedHead(_Prepared):
-    """[LayerNorm without affine] → token mean → the merged classifier (or just the mean when the model has none)."""
+    """[LayerNorm without affine] → token mean (or the class token) → the merged classifier (or just the pooled tokens
+    when the model has none)."""
 
     kind = "head"
 
@@ -351,8 +352,8 @@ class FusedPerformer(_Prepared):
                          torch.cat([spec.kqv.bias, spec.kqv.bias.new_ones(1)]), spec.kqv.where)
         w = spec.features
         feature = Projection(torch.block_diag(w, w), w.new_zeros(2 * m), f"{spec.where}.w")
-        super().__init__(spec.where, dtype, device, **self.projection("kqv", kqv), **self.projection("feature", feature),
-                         **self.projection("proj", spec.proj), **self.projection("fc1", spec.fc1),
+        super().__init__(spec.where, dtype, device, **self.projection("kqv", kqv),
+                         **self.projection("feature", feature), **self.projection("proj", spec.proj), **self.projection("fc1", spec.fc1),
                          **self.projection("fc2", spec.fc2))
 
     def _set_arguments(self) -> None:

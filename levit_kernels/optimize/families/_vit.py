@@ -200,7 +200,8 @@ def describe_chain(source: str, in_channels: int, side: int, stem_tap: Tap, bloc
                 grid, width = b.out_side(), width * b.kernel ** 2
             else:
                 if b.conv.weight.shape[1] != width:
-                    fail(b.where, f"a conv over {width} channels (the width of the tokens)", f"{b.conv.weight.shape[1]}")
+                    fail(b.where, f"a conv over {width} channels (the width of the tokens)",
+                         f"{b.conv.weight.shape[1]}")
                 grid, width = b.conv.out_side(grid), b.conv.weight.shape[0]
             tokens = grid * grid
         elif b.kind == "tokens":
