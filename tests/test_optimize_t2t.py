@@ -1,6 +1,6 @@
 """optimize() on the ViT-style families: this project's T2T-ViT (performer and transformer token layers), vit-pytorch's
-T2TViT and plain ViT, against each eager model in float64; the soft split against nn.Unfold; the descriptions of
-the full-size variants; refusals of near-misses that name the module and what was expected.
+T2TViT and plain ViT, against each eager model in float64; the soft split against nn.Unfold; the descriptions (and
+MACs) of the full-size variants; the CLI's verify; refusals of near-misses that name the module and what was expected.
 
 The heavy models run as small random configs (32-64 px images: 4-16² token grids) so the file stays within seconds
 per backend; one full-size T2T-ViT runs at batch 1.
@@ -21,6 +21,9 @@ from levit_kernels.optimize.specs import Tap, UnfoldSpec
 from support.timm_compat import import_vit_pytorch
 
 BACKENDS = ["reference", "cpu"]
+# The paper's MACs (Yuan et al., table 1 / the official README), in G: performer and transformer token layers.
+PAPER_GMACS = {"t2t_vit_7": 1.1, "t2t_vit_10": 1.5, "t2t_vit_12": 1.8, "t2t_vit_14": 4.8, "t2t_vit_19": 8.5,
+               "t2t_vit_24": 13.8, "t2t_vit_t_14": 6.1, "t2t_vit_t_19": 9.8, "t2t_vit_t_24": 15.0}
 
 
 def require(backend: str) -> None:
@@ -98,8 +101,12 @@ def test_full_size_t2t_vit_verifies(gen, seed):
 
 @pytest.mark.parametrize("name", t2t_vit.MODEL_NAMES)
 def test_full_size_descriptions(name):
+    from levit_kernels.optimize.macs import step_macs
+
     spec = t2t_vit.SPECS[name]
     description = recognize.describe(t2t_vit.create_model(name).eval())
+    gmacs = sum(step_macs(description, 224)) / 1e9
+    assert abs(gmacs - PAPER_GMACS[name]) <= 0.05 * PAPER_GMACS[name] + 0.05, gmacs
     kinds = [b.kind for b in description.blocks]
     assert kinds.count("softmax") == spec.depth + (2 if spec.tokens == "transformer" else 0)
     assert kinds.count("performer") == (2 if spec.tokens == "performer" else 0)
@@ -226,3 +233,12 @@ def test_vit_pytorch_vit_without_classifier_is_refused(vp_vit):
 def test_t2t_in_training_mode_is_refused(gen):
     with pytest.raises(ValueError, match="training mode"):
         optimize(small_t2t("performer", gen).train(), backend="reference")
+
+
+# ------------------------------------------------------------------------------------------- the CLI
+def test_cli_verifies_t2t_vit(capsys):
+    from levit_kernels.cli import main
+
+    assert main(["verify", "--model", "t2t_vit_7", "--backend", "cpu", "--batch", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "T2T-ViT (performer token layers)" in out and "tokens_to_token.attention2" in out and "PASSED" in out
