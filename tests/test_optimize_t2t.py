@@ -242,3 +242,11 @@ def test_cli_verifies_t2t_vit(capsys):
     assert main(["verify", "--model", "t2t_vit_7", "--backend", "cpu", "--batch", "1"]) == 0
     out = capsys.readouterr().out
     assert "T2T-ViT (performer token layers)" in out and "tokens_to_token.attention2" in out and "PASSED" in out
+
+
+def test_t2t_performer_in_float16_stays_within_the_eager_models_error(gen, seed):
+    # The performer's features reach e^16, past fp16's range: the fused model computes them in fp32 as the eager one.
+    model = small_t2t("performer", gen, depth=1)
+    report = levit_kernels.verify(model, backend="reference", dtype=torch.float16, batch=2, seed=seed)
+    assert report.passed, report.table()
+    assert report.logits.eager_lowp_error is not None

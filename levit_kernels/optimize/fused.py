@@ -364,13 +364,16 @@ class FusedPerformer(_Prepared):
         ops, d, m = self._ops, self.dim, self.m
         kqv = ops.linear(ops.layer_norm(x, None, None, self.norm1_eps), *self._kqv, None, None)
         kq, v_ones = kqv[..., :2 * d], kqv[..., 2 * d:]
-        exponent = ops.linear(kq, *self._feature, None, None)  # (B, N, 2m): k·wᵀ | q·wᵀ
-        half_sq = (kq * kq).view(*kq.shape[:-1], 2, d).sum(-1) * 0.5 + self.log_norm
+        # The features and products in ≥ fp32, as the reference: exp reaches e^(m/2) = e^16, past fp16's range.
+        wide = torch.promote_types(x.dtype, torch.float32)
+        exponent = ops.linear(kq, *self._feature, None, None).to(wide)  # (B, N, 2m): k·wᵀ | q·wᵀ
+        kq_wide = kq.to(wide)
+        half_sq = (kq_wide * kq_wide).view(*kq.shape[:-1], 2, d).sum(-1) * 0.5 + self.log_norm
         phi = exponent.view(*kq.shape[:-1], 2, m).sub_(half_sq.unsqueeze(-1)).exp_()
         k_phi, q_phi = phi[..., 0, :], phi[..., 1, :]
-        kv = torch.matmul(k_phi.transpose(1, 2), v_ones)        # (B, m, Dv + 1): φ(k)ᵀv | Σₜφ(kₜ)
-        out = torch.matmul(q_phi, kv)                            # (B, N, Dv + 1): numerator | normaliser
-        y = out[..., :d] / out[..., d:].add_(self.eps)
+        kv = torch.matmul(k_phi.transpose(1, 2), v_ones.to(wide))  # (B, m, Dv + 1): φ(k)ᵀv | Σₜφ(kₜ)
+        out = torch.matmul(q_phi, kv)                               # (B, N, Dv + 1): numerator | normaliser
+        y = (out[..., :d] / out[..., d:].add_(self.eps)).to(x.dtype)
         x = ops.linear(y, *self._proj, None, v_ones[..., :d])
         hidden = ops.linear(ops.layer_norm(x, None, None, self.norm2_eps), *self._fc1, "gelu", None)
         return ops.linear(hidden, *self._fc2, None, x)
