@@ -8,7 +8,10 @@ specs of :mod:`levit_kernels.optimize.specs` (this module knows no family):
   ``linear(fc2, residual=x)`` (the ``mlp`` op's residual is its own input, here the normalised tokens);
 - pool: ``pool_mixer`` on the tokens viewed as a channels-last map;
 - conv: a PyTorch convolution on the tokens viewed as a channels-last map (:mod:`levit_kernels.optimize.stem`);
-- head: [``layer_norm``] → token mean → one ``linear`` (the eval heads merged).
+- ViT-style blocks (T2T-ViT, vit-pytorch): unfold (a soft split as one gather), softmax attention ([``layer_norm``]
+  → ``linear(qkv)`` → ``attention`` → ``linear(proj, residual=x or v)``), the performer token layer, a LayerNorm
+  with affine, a [LayerNorm'd] ``linear``, class tokens + positions;
+- head: [``layer_norm``] → token mean (or the class token) → one ``linear`` (the eval heads merged).
 
 The ops are bound once (:meth:`OptimizedLeViT.bind`, a :class:`Runtime`): the public ops of
 :mod:`levit_kernels.ops` (validation) for the check pass at optimize time, then the backend's functions directly,
