@@ -76,3 +76,24 @@ def test_small_vit_pytorch_levit_verifies(gen, seed):
     report = levit_kernels.verify(model.eval().to(DEVICE), backend="triton", batch=1, seed=seed)
     assert report.passed, report.table()
     assert [s.kind for s in report.blocks] == ["stem", "attention", "mlp", "shrink", "mlp", "attention", "mlp"]
+
+
+def test_small_t2t_vit_verifies(gen, seed):
+    # Every ViT-style block kind but the performer (unfold, softmax attention with the v residual over the 147- and
+    # 576-wide token layers, the soft split + project conv, class tokens, the class-token head) on 16×16 images.
+    from levit.t2t_vit import T2TViT, T2TViTSpec
+
+    model = randomized(T2TViT(T2TViTSpec("tiny_t", "transformer", 128, 1, 2, 2.0), num_classes=10, img_size=16), gen)
+    report = levit_kernels.verify(model, backend="triton", batch=1, seed=seed)
+    assert report.passed, report.table()
+    assert [s.kind for s in report.blocks] == ["stem", "unfold", "softmax", "mlp", "unfold", "softmax", "mlp", "conv",
+                                               "tokens", "softmax", "mlp"]
+
+
+def test_small_t2t_vit_performer_verifies(gen, seed):
+    from levit.t2t_vit import T2TViT, T2TViTSpec
+
+    model = randomized(T2TViT(T2TViTSpec("tiny", "performer", 64, 1, 1, 2.0), num_classes=10, img_size=16), gen)
+    report = levit_kernels.verify(model, backend="triton", batch=1, seed=seed)
+    assert report.passed, report.table()
+    assert [s.kind for s in report.blocks][:3] == ["stem", "unfold", "performer"]

@@ -30,10 +30,23 @@ def step_macs(description: ModelDescription, image_side) -> list[int]:
     for conv in description.stem:
         macs, side = _conv(conv, side)
         stem += macs
-    steps = [stem]
+    steps, class_tokens = [stem], 0
     for b in description.blocks:
-        n = grid_points(side)
-        if b.kind == "conv":
+        n = grid_points(side) + class_tokens
+        if b.kind in ("unfold", "norm", "tokens"):  # a gather, a normalisation, a concatenation and an add
+            macs = 0
+            side = b.out_side() if b.kind == "unfold" else side
+            class_tokens += b.cls.shape[0] if b.kind == "tokens" else 0
+        elif b.kind == "linear":
+            macs = _proj(b.proj, n)
+        elif b.kind == "softmax":
+            macs = (_proj(b.qkv, n) + b.heads * n * n * (b.key_dim + 1 + b.value_dim)
+                    + (0 if b.proj is None else _proj(b.proj, n)))
+        elif b.kind == "performer":  # the features of k and q, then φ(k)ᵀ[v | 1] and φ(q)·that
+            m, d = b.features.shape
+            macs = (_proj(b.kqv, n) + 2 * n * m * d + 2 * n * m * (d + 1) + _proj(b.proj, n) + _proj(b.fc1, n)
+                    + _proj(b.fc2, n))
+        elif b.kind == "conv":
             macs, side = _conv(b.conv, side)
         elif b.kind == "pool":
             macs = 0

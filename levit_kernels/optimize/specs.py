@@ -172,17 +172,112 @@ class ConvSpec:
     kind: str = "conv"
 
 
-BlockSpec = Union[AttentionSpec, ShrinkSpec, MLPSpec, PoolSpec, ConvSpec]
+@dataclass(frozen=True)
+class UnfoldSpec:
+    """A soft split (``nn.Unfold``) of the tokens viewed as a side×side map: every kernel×kernel patch (zero padded,
+    stride ``stride``) becomes one token of C·kernel² channels, in ``order`` "cf" (c, ki, kj: nn.Unfold's) or "cl"
+    (ki, kj, c: a ViT's patchify rearrange)."""
+
+    where: str
+    kernel: int
+    stride: int
+    padding: int
+    side: int
+    order: str
+    tap: Tap
+    kind: str = "unfold"
+
+    def out_side(self) -> int:
+        return (self.side + 2 * self.padding - self.kernel) // self.stride + 1
+
+
+@dataclass(frozen=True)
+class SoftmaxAttentionSpec:
+    """Plain multi-head attention over any tokens: [LayerNorm without affine (``norm_eps``)] → qkv projection laid
+    out [q | k | v] (each head-major) → softmax attention (the flash ``attention`` op) → proj (None: the identity)
+    + the residual: the block's input (``residual="input"``), v (``"v"``: T2T-ViT's token transformer, whose
+    input and output widths differ) or nothing (None)."""
+
+    where: str
+    qkv: Projection
+    proj: Optional[Projection]
+    heads: int
+    key_dim: int
+    value_dim: int
+    scale: float
+    tap: Tap
+    norm_eps: Optional[float] = None
+    residual: Optional[str] = "input"
+    kind: str = "softmax"
+
+
+@dataclass(frozen=True)
+class PerformerSpec:
+    """T2T-ViT's performer token layer: LayerNorm → kqv → ``x = v + proj(performer_attention(q, k, v, w))`` →
+    ``x + fc2(gelu(fc1(LayerNorm(x))))``; both LayerNorm affines folded into kqv / fc1. ``features`` is the
+    frozen (m, D) random matrix w."""
+
+    where: str
+    kqv: Projection
+    features: torch.Tensor
+    eps: float
+    proj: Projection
+    fc1: Projection
+    fc2: Projection
+    norm1_eps: float
+    norm2_eps: float
+    tap: Tap
+    kind: str = "performer"
+
+
+@dataclass(frozen=True)
+class LayerNormSpec:
+    """A LayerNorm with its affine (nothing after it to fold it into: an unfold's zero padding follows)."""
+
+    where: str
+    weight: Optional[torch.Tensor]
+    bias: Optional[torch.Tensor]
+    eps: float
+    tap: Tap
+    kind: str = "norm"
+
+
+@dataclass(frozen=True)
+class LinearSpec:
+    """[LayerNorm without affine (``norm_eps``)] → a projection, no residual (a ViT's patch embedding)."""
+
+    where: str
+    proj: Projection
+    tap: Tap
+    norm_eps: Optional[float] = None
+    kind: str = "linear"
+
+
+@dataclass(frozen=True)
+class ClassTokenSpec:
+    """The class tokens (``cls``: (n_cls, C), possibly none) prepended to the tokens, then the position table
+    ``pos`` (n_cls + N, C) added."""
+
+    where: str
+    cls: torch.Tensor
+    pos: torch.Tensor
+    tap: Tap
+    kind: str = "tokens"
+
+
+BlockSpec = Union[AttentionSpec, ShrinkSpec, MLPSpec, PoolSpec, ConvSpec, UnfoldSpec, SoftmaxAttentionSpec,
+                  PerformerSpec, LayerNormSpec, LinearSpec, ClassTokenSpec]
 
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """[LayerNorm without affine (``norm_eps``; its affine folded into ``classifier``)] → token mean → the merged
-    classifier (None when the model has none: the head returns the pooled features)."""
+    """[LayerNorm without affine (``norm_eps``; its affine folded into ``classifier``)] → token mean (or the class
+    token) → the merged classifier (None when the model has none: the head returns the pooled features)."""
 
     classifier: Optional[Projection]
     heads_merged: int              # how many eval heads were averaged into ``classifier``
     norm_eps: Optional[float] = None
+    pool: str = "mean"             # "mean" over the tokens, or "cls": the first (class) token
 
 
 @dataclass(frozen=True)
@@ -224,7 +319,10 @@ class ModelDescription:
     def ops_needed(self) -> set[str]:
         """The op names beyond linear/mlp/attention that the fused blocks call."""
         needed = {"pool_mixer"} if any(b.kind == "pool" for b in self.blocks) else set()
-        if self.head_spec.norm_eps is not None or any(getattr(b, "norm_eps", None) is not None for b in self.blocks):
+        if self.head_spec.norm_eps is not None or any(getattr(b, "norm_eps", None) is not None for b in self.blocks) \
+                or any(b.kind in ("performer", "norm") for b in self.blocks):
             needed.add("layer_norm")
+        if any(b.kind == "softmax" for b in self.blocks):
+            needed.add("attention")
         return needed
 

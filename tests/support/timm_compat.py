@@ -76,3 +76,9 @@ def import_timm():
 def import_vit_pytorch_levit():
     """Return the ``vit_pytorch.levit`` module, or None when vit-pytorch (or einops) is not installed."""
     return _import_with_torchvision_standin("vit_pytorch.levit")
+
+
+def import_vit_pytorch(module: str):
+    """Return the ``vit_pytorch.<module>`` module (e.g. "t2t", "vit"), or None when vit-pytorch (or einops) is not
+    installed."""
+    return _import_with_torchvision_standin(f"vit_pytorch.{module}")

@@ -5,9 +5,10 @@ the refusal message), ``matches(model) -> bool`` (structure only: no model packa
 ``describe(model) -> ModelDescription`` (block specs, folded). :func:`levit_kernels.optimize.recognize.describe` asks
 them in this order; adding a family is one module and one line here.
 """
-from levit_kernels.optimize.families import (efficientformer, levit, timm_efficientformer, timm_levit,
-                                             vitpytorch_levit)
+from levit_kernels.optimize.families import (efficientformer, levit, t2t_vit, timm_efficientformer, timm_levit,
+                                             vitpytorch_levit, vitpytorch_t2t, vitpytorch_vit)
 
-FAMILIES = (levit, timm_levit, vitpytorch_levit, efficientformer, timm_efficientformer)
+FAMILIES = (levit, timm_levit, vitpytorch_levit, efficientformer, timm_efficientformer, t2t_vit, vitpytorch_t2t,
+            vitpytorch_vit)
 
 __all__ = ["FAMILIES"]
