@@ -155,6 +155,7 @@ def test_vit_pytorch_t2t_verifies(vp_t2t, gen, seed, backend, pool):
                                                "norm", "conv", "tokens"] + ["softmax", "mlp"] * 2
     description = recognize.describe(model)
     token = description.blocks[5]  # the second token Transformer's attention
+    assert description.image_sides == (32, 32)  # the multiple of the total stride 16 among 31..34
     assert (token.heads, token.key_dim, token.proj) == (1, 1323, None) and description.head_spec.pool == pool
 
 

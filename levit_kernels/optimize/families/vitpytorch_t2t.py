@@ -6,9 +6,11 @@ Linear), ``cls_token`` (1, 1, dim), ``pos_embedding`` (1, N + 1, dim), ``transfo
 
 Each token Transformer becomes softmax attentions and MLPs (``_vit``) plus its final LayerNorm with affine (a soft
 split's zero padding follows it, so the affine cannot be folded); the last soft split and the Linear become one
-convolution. Its image side is the largest one whose soft splits give the position table's grid.
+convolution. Its image side is one whose soft splits give the position table's grid: the multiple of the total stride.
 """
 from __future__ import annotations
+
+import math
 
 import torch.nn as nn
 
@@ -67,7 +69,10 @@ def _image_side(groups, grid: int) -> int:
     sides = [s for s in range(1, MAX_SIDE + 1) if final(s) == grid]
     if not sides:
         fail("pos_embedding", "a grid the soft splits can produce", f"a {grid}×{grid} grid")
-    return sides[-1]
+    # Several sides give the grid (223..226 → 14² with the default layers): the multiple of the total stride (224,
+    # what the model was built for with a usual image_size) when there is one, else the largest.
+    total_stride = math.prod(stride for _, stride, _ in geometry)
+    return next((s for s in sides if s % total_stride == 0), sides[-1])
 
 
 def describe(model: nn.Module) -> ModelDescription:
