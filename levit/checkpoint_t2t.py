@@ -9,9 +9,12 @@ when present, then ``state_dict``, then ``model``; a bare state dict loads as it
 (DataParallel) is stripped.
 
 Any missing, unexpected or mis-shaped key raises :class:`levit.checkpoint.CheckpointError` naming them, and the
-variant (token-layer kind, depth, classes, img_size) the checkpoint fits when it fits one. The fixed sinusoid
-``pos_embed`` is loaded too, as the official ``load_state_dict`` does; a 384-pixel checkpoint needs a model built
-with ``img_size=384`` (the official transfer-learning code's bicubic resize of the table is not done here).
+variant (token-layer kind, depth, classes, img_size) the checkpoint fits when it fits one. ``pos_embed`` (the
+official models' frozen sinusoid table, but fine-tuned checkpoints may carry a learned one) is loaded too, as the
+official ``load_state_dict`` does. Into a model of another ``img_size`` its token rows — an (S/16)² grid — are
+resampled to the model's grid bicubically (align_corners=False, as the official transfer-learning code resizes
+it), the class token's row kept, and one logging notice (logger ``levit.checkpoint``) names the grids; at the
+checkpoint's own size nothing is resampled.
 """
 from __future__ import annotations
 
@@ -20,8 +23,9 @@ from collections.abc import Mapping
 import torch
 
 from levit import checkpoint as common
-from levit.checkpoint import CheckpointError, _listed, as_mapping
+from levit.checkpoint import CheckpointError, _listed, as_mapping, square_side
 from levit.t2t_vit import MODEL_NAMES, T2TViT
+from levit_kernels.reference import resample_bias_table
 
 # Preferred first: the official script evaluates (and reports) the EMA weights.
 WRAPPERS = ("state_dict_ema", "state_dict", "model")
@@ -88,13 +92,36 @@ def load_checkpoint(model: T2TViT, checkpoint) -> T2TViT:
         raise CheckpointError(f"unrecognised checkpoint layout for {model.name}: expected the keys of an official "
                               f"T2T-ViT state dict (e.g. '{SIGNATURE_KEY}'), got {len(state_dict)} keys such as "
                               f"{sample}")
+    resized = _resized_positions(state_dict, model)
+    if resized is not None:
+        state_dict = {**state_dict, "pos_embed": resized[0]}
     problems = _problems(state_dict, model)
     if problems:
         fits = _fitting_variant(state_dict)
         hint = f"; the checkpoint fits {fits}" if fits else ""
         raise CheckpointError(f"T2T-ViT checkpoint does not fit {_describe(model)}{hint}: " + "; ".join(problems))
     model.load_state_dict(dict(state_dict), strict=True)
+    if resized is not None:
+        side, target = resized[1], model.img_size // 16
+        common._LOG.warning("%s: resampled the checkpoint's position table to the model's img_size %d (bicubic, "
+                            "align_corners=False): token grid %d×%d → %d×%d", model.name, model.img_size, side, side,
+                            target, target)
     return model
+
+
+def _resized_positions(state_dict: Mapping, model: T2TViT):
+    """(the checkpoint's pos_embed resampled to the model's token grid, its own grid side) when it is a
+    (1, 1 + s², E) table of another grid with the model's width E, else None (left for the shape check)."""
+    pos, want = state_dict.get("pos_embed"), model.pos_embed
+    if not isinstance(pos, torch.Tensor) or pos.dim() != 3 or pos.shape[0] != 1 or pos.shape[2] != want.shape[2] \
+            or pos.shape[1] == want.shape[1]:
+        return None
+    side = square_side(pos.shape[1] - 1)
+    if side is None:
+        return None
+    # The token rows as an (E, s²) table over the grid, channels as the "heads" of resample_bias_table.
+    grid = resample_bias_table(pos[0, 1:].t(), side, model.img_size // 16).t()
+    return torch.cat([pos[:, :1], grid.unsqueeze(0).to(pos.dtype)], dim=1), side
 
 
 def layout_of(state_dict: Mapping):

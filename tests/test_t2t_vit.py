@@ -425,12 +425,38 @@ def test_missing_unexpected_and_misshaped_keys_are_named(source):
 @pytest.mark.parametrize("theirs,kwargs,fits", [
     ("t2t_vit_10", {}, "t2t_vit_10 (1000 classes, img_size 32)"),
     ("t2t_vit_t_14", {}, "t2t_vit_t_14 (1000 classes, img_size 32)"),
-    ("t2t_vit_7", {"img_size": 64}, "t2t_vit_7 (1000 classes, img_size 64)"),
     ("t2t_vit_7", {"num_classes": 10}, "t2t_vit_7 (10 classes, img_size 32)"),
 ])
 def test_the_variant_a_checkpoint_fits_is_named(theirs, kwargs, fits):
     checkpoint = meta_model(theirs, **{"img_size": 32, **kwargs}).state_dict()  # shapes are all that is read
     _expect_error(fresh("t2t_vit_7", 32), checkpoint, f"the checkpoint fits {fits}")
+
+
+def test_a_checkpoint_of_another_size_has_its_position_table_resampled(caplog, gen):
+    """Token rows of pos_embed are an (S/16)² grid: into a model of another img_size they are resampled bicubically
+    (a per-channel constant grid stays that constant), the class token's row is kept, everything else loads as it
+    is, one notice names the grids; at the checkpoint's own size nothing changes and nothing is logged."""
+    import logging
+
+    sd = fresh("t2t_vit_7", 32).state_dict()  # a 2×2 token grid
+    e = sd["pos_embed"].shape[2]
+    sd["pos_embed"] = torch.cat([torch.randn(1, 1, e, generator=gen),
+                                 torch.randn(1, 1, e, generator=gen).expand(1, 4, e)], dim=1)
+    target = fresh("t2t_vit_7", 48)  # 3×3
+    with caplog.at_level(logging.WARNING, logger="levit.checkpoint"):
+        levit.load_checkpoint(target, sd)
+    notices = [r.getMessage() for r in caplog.records if "position table" in r.getMessage()]
+    assert len(notices) == 1 and "2×2 → 3×3" in notices[0] and "img_size 48" in notices[0], notices
+    got = target.pos_embed.detach()
+    assert got.shape == (1, 10, e) and torch.equal(got[:, :1], sd["pos_embed"][:, :1])
+    torch.testing.assert_close(got[:, 1:], sd["pos_embed"][:, 1:2].expand(1, 9, e), rtol=0, atol=1e-6)
+    state = target.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in sd.items() if k != "pos_embed")
+    caplog.clear()
+    same = fresh("t2t_vit_7", 32)
+    with caplog.at_level(logging.WARNING, logger="levit.checkpoint"):
+        levit.load_checkpoint(same, sd)
+    assert not caplog.records and torch.equal(same.pos_embed, sd["pos_embed"])
 
 
 def test_other_families_checkpoints_are_refused_both_ways():
