@@ -242,8 +242,8 @@ def test_ops_are_registered_with_fake_impls(gen):
     lx, lw, lb, lr = cases.linear_inputs(gen, (3,), 16, 16, torch.float32, DEVICE, True, True)
     mx, w1, b1, w2, b2 = cases.mlp_inputs(gen, (3,), 16, 32, 16, torch.float32, DEVICE)
     ops = torch.ops.levit_triton
-    for op, args in ((ops.biased_attention, (q, k, v, biases, 4, 1, 0.25, "hardswish")),
-                     (ops.shrink_attention, (x, qw, qb, sk, sv, sbias, 5, 2, 0.25, None)),
+    for op, args in ((ops.biased_attention, (q, k, v, biases, [4, 4], 1, 0.25, "hardswish")),
+                     (ops.shrink_attention, (x, qw, qb, sk, sv, sbias, [5, 5], 2, 0.25, None)),
                      (ops.linear, (lx, lw, lb, "hardswish", lr)),
                      (ops.linear, (lx, lw, None, None, None)),
                      (ops.mlp, (mx, w1, b1, w2, b2, "hardswish", True))):

@@ -21,7 +21,9 @@ PRUNES = {
     "shrink": (shrink._PRUNE["early_config_prune"], shrink.GPU_CONFIGS_BY_DTYPE, "k_ptr", {"PACKED_ROWS": 49}),
     "linear": (gemm._LINEAR_PRUNE["early_config_prune"], gemm.GPU_LINEAR_CONFIGS_BY_DTYPE, "x_ptr", {}),
     "mlp": (gemm._MLP_PRUNE["early_config_prune"], gemm.GPU_MLP_CONFIGS_BY_DTYPE, "x_ptr", {"C_OUT": 256}),
-    "flash": (flash._prune, flash.GPU_CONFIGS_BY_DTYPE, "k_ptr", {"NQ_CLASS": 4096, "NK_CLASS": 4096}),
+    "flash": (flash._prune, flash.GPU_CONFIGS_BY_DTYPE, "k_ptr", {"NQ_CLASS": 4096, "NK_CLASS": 4096, "HAS_BIAS": False}),
+    "flash+bias": (flash._prune, flash.GPU_CONFIGS_BY_DTYPE, "k_ptr", {"NQ_CLASS": 256, "NK_CLASS": 256,
+                                                                     "HAS_BIAS": True}),
 }
 
 
