@@ -145,6 +145,18 @@ def _vitpytorch_feed_forward(ff, where: str):
     return r.mlp(where, fc1, r.plain_projection(kinds[3], units[3][0]), Tap(ff, residual=True), activation, eps)
 
 
+def vitpytorch_backbone(model) -> tuple[list[BlockSpec], HeadSpec]:
+    """vit-pytorch's ViT-style backbone (``model.transformer``, ``pool``, ``to_latent``, ``mlp_head``) as block specs
+    and the head, shared by its ViT and T2TViT."""
+    blocks, norm = vitpytorch_transformer(model.transformer, "transformer")
+    pool = getattr(model, "pool", None)
+    if pool not in ("cls", "mean"):
+        fail("pool", "'cls' or 'mean'", repr(pool))
+    if not isinstance(getattr(model, "to_latent", nn.Identity()), nn.Identity):
+        fail("to_latent", "an Identity", model.to_latent)
+    return blocks, head(norm, r.classifier(model.mlp_head, "mlp_head"), pool)
+
+
 def vitpytorch_transformer(transformer, where: str) -> tuple[list[BlockSpec], nn.Module]:
     """(specs of every [Attention, FeedForward] pair, the final ``norm`` module) of a vit-pytorch Transformer."""
     layers = r.child(transformer, "layers", where, "a ModuleList of [Attention, FeedForward]")

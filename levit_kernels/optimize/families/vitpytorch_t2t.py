@@ -99,13 +99,7 @@ def describe(model: nn.Module) -> ModelDescription:
         fail("to_patch_embedding", "at least one token Transformer before the last soft split", embed)
     width, tokens = specs[-1].conv.weight.shape[0], grid * grid
     specs.append(_vit.class_tokens(cls, pos, "tokens", tokens, width, Tap(model.transformer, of_input=True)))
-    blocks, norm = _vit.vitpytorch_transformer(model.transformer, "transformer")
-    pool = getattr(model, "pool", None)
-    if pool not in ("cls", "mean"):
-        fail("pool", "'cls' or 'mean'", repr(pool))
-    if not isinstance(getattr(model, "to_latent", nn.Identity()), nn.Identity):
-        fail("to_latent", "an Identity", model.to_latent)
-    head = _vit.head(norm, r.classifier(model.mlp_head, "mlp_head"), pool)
+    blocks, head = _vit.vitpytorch_backbone(model)
     in_width = specs[1].qkv.weight.shape[1]
     patch = specs[0].kernel ** 2
     if in_width % patch:

@@ -52,12 +52,6 @@ def describe(model: nn.Module) -> ModelDescription:
              LinearSpec(units[2][0], fc, Tap(kinds[2]), eps),
              _vit.layer_norm(kinds[3], units[3][0], Tap(kinds[3])),
              _vit.class_tokens(cls, pos, "tokens", grid * grid, width, Tap(model.transformer, of_input=True))]
-    blocks, norm = _vit.vitpytorch_transformer(model.transformer, "transformer")
-    pool = getattr(model, "pool", None)
-    if pool not in ("cls", "mean"):
-        fail("pool", "'cls' or 'mean'", repr(pool))
-    if not isinstance(getattr(model, "to_latent", nn.Identity()), nn.Identity):
-        fail("to_latent", "an Identity", model.to_latent)
-    head = _vit.head(norm, r.classifier(model.mlp_head, "mlp_head"), pool)
+    blocks, head = _vit.vitpytorch_backbone(model)
     return _vit.describe_chain(f"vit-pytorch {type(model).__name__}", fc.weight.shape[1] // (patch * patch), side,
                                Tap(kinds[0], of_input=True), specs + blocks, head)
