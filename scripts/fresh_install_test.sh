@@ -8,10 +8,13 @@
 # package (and its _C) came from where that install kind puts it. torch is the pinned 2.13.0 CPU wheel in both
 # (a looser spec would pull a multi-GB CUDA build). Works on a copy of the checkout in a temp dir (removed after),
 # so the checkout's own in-place build is untouched.
-# Cost: the four extension builds, made cheap by ccache (installed when missing), which CCACHE_BASEDIR lets hit
-# across runs and copies; both venvs live at the same path in turn (A is removed once its wheel is built), so the
-# torch headers the compiler is pointed at have the same path too and venv B's builds hit A's. The rest is venv
-# creation and torch's unpacking.
+# Cost: the four extension builds, made cheap by ccache (installed when missing): one cold build, three hits.
+# CCACHE_BASEDIR rewrites the paths under WORK relative to the compiler's cwd, which is the build's temp dir, so a
+# hit needs every build's temp dir at the same depth under the source tree: the regular and wheel builds use
+# src/build/temp.*, and the editable (PEP 660) builds, which take a TemporaryDirectory, get TMPDIR=src/build so theirs
+# lands beside it (measured: with the editable builds' temp dirs in /tmp, two of the four builds missed, ~4 min each
+# on 2 cores). Both venvs live at the same path in turn (A is removed once its wheel is built), so the torch headers
+# have the same relative path too. The rest is venv creation and torch's unpacking.
 set -euo pipefail
 # Nothing from the caller's environment may steer imports in the fresh venvs (a PYTHONPATH pointing at a checkout
 # made the editable-install check import that checkout instead).
@@ -25,7 +28,8 @@ step() { echo "fresh_install: [$((SECONDS - start))s] $*"; }
 
 if ! command -v ccache >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   step "installing ccache"
-  apt-get install -y -qq ccache >/dev/null || step "ccache could not be installed: builds run uncached"
+  apt-get install -y -qq ccache >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq ccache >/dev/null; } \
+    || step "ccache could not be installed: builds run uncached (four cold builds, ~4 min each on 2 cores)"
 fi
 if [ -d /usr/lib/ccache ]; then
   # Paths under WORK are hashed relative to it, and the cwd is left out of the hash, so the same sources built
@@ -84,7 +88,8 @@ PY
 
 new_venv a
 step "a: the README install (scripts/install.sh)"
-PYTHON=$VENV/bin/python bash "$WORK/src/scripts/install.sh"
+mkdir -p "$WORK/src/build"
+TMPDIR=$WORK/src/build PYTHON=$VENV/bin/python bash "$WORK/src/scripts/install.sh"
 check editable
 step "a: pip wheel"
 (cd "$WORK/src" && "$VENV/bin/python" -m pip wheel -q --no-build-isolation --no-deps -w "$WORK/dist" .)
@@ -101,6 +106,6 @@ step "b: the wheel built in venv a ($(basename "$WORK"/dist/*.whl))"
 check site-packages
 "${PIP_B[@]}" uninstall -q -y levit-kernels
 step "b: pip install --no-build-isolation -e ."
-(cd "$WORK/src" && "${PIP_B[@]}" install -q --no-build-isolation -e .)
+(cd "$WORK/src" && TMPDIR=$WORK/src/build "${PIP_B[@]}" install -q --no-build-isolation -e .)
 check editable
 step "passed"

@@ -11,11 +11,11 @@ PY=${PYTHON:-python3}
 # NEON under qemu-aarch64 (installs g++-aarch64-linux-gnu and qemu-user when missing).
 bash scripts/neon_test.sh --native
 bash scripts/neon_test.sh
-# The README install in fresh venvs (bundled and newest pip, newest setuptools), every install kind:
-# `bash scripts/fresh_install_test.sh`, run by hand for now. Not a stage yet: its first venv (bundled pip 23.2.1 +
-# setuptools 84.2.1, the README install, pip wheel) passed, but its four extension builds took 8+ minutes of a shared
-# 2-core machine for venv A alone and the newest-pip venv has not completed a run; it joins this script once it has,
-# inside CI's time budget.
+# The README install in brand-new venvs, as a new user runs it: Python's bundled pip and the newest pip, each with the
+# newest setuptools and the pinned torch wheel; editable, regular and wheel installs, each checked from outside the
+# checkout (`levit-kernels info`, an import, a CPU kernel, optimize()). One cold extension build and three ccache
+# hits: 13 min measured at load 9-10 (three other agents building and testing on the same 2 cores).
+bash scripts/fresh_install_test.sh
 # AddressSanitizer + UndefinedBehaviorSanitizer build of csrc: the C++ tests and the CPU op tests again; fails on any
 # report (about 9 minutes on 2 cores, most of it the instrumented build).
 bash scripts/sanitize_test.sh
