@@ -242,3 +242,29 @@ def test_stem_engines_reported(gen):
     assert FusedStem(convs, torch.float32, torch.device("cpu"), channels_last=False, kernel_conv=True).engines != \
         ["levit_kernels"]
     assert FusedStem(convs, torch.float64, torch.device("cpu"), kernel_conv=True).engines != ["levit_kernels"]
+
+
+def test_kernel_chosen_per_call_by_size(gen):
+    """optimize()'s choice: never the first layer (K = 27), later layers on ours up to MAX_PATCH_FLOATS, both paths
+    equal to the float64 convolution."""
+    from levit_kernels.optimize import stem
+    from levit_kernels.optimize.specs import Conv
+
+    def conv(c_in, c_out):
+        return Conv(torch.randn(c_out, c_in, 3, 3, generator=gen, dtype=torch.float64) / (9 * c_in) ** 0.5,
+                    torch.randn(c_out, generator=gen, dtype=torch.float64), (2, 2), (1, 1), "hardswish", "stem")
+
+    nr = torch.ops.levit_kernels.gemm_panel_width()
+    first, second = conv(3, nr + 8), conv(16, 32)
+    assert not stem.kernel_wins(first, 1, nr) and stem.kernel_wins(conv(3, 2 * nr), 1, nr)
+    assert stem.kernel_wins(second, stem.MAX_PATCH_FLOATS // 144, nr) and \
+        not stem.kernel_wins(second, stem.MAX_PATCH_FLOATS // 144 + 1, nr)
+    layers = stem.ConvLayers([second], torch.float32, torch.device("cpu"))
+    assert layers.engines[0].startswith("levit_kernels where kernel_wins")
+    for side in (8, 2 * int((stem.MAX_PATCH_FLOATS // 144) ** 0.5) + 2):  # ours, then oneDNN / F.conv2d
+        x = torch.randn(1, 16, side, side, generator=gen)
+        with torch.no_grad():
+            out = layers(x)
+        ref = reference.apply_activation(torch.nn.functional.conv2d(x.double(), second.weight, second.bias, 2, 1),
+                                         "hardswish")
+        assert_close_to_reference(out, ref, torch.float32, f"layer on a {side}² map")

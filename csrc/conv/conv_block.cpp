@@ -3,6 +3,7 @@
 #include "conv/conv.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace levit::conv {
 
@@ -19,6 +20,14 @@ int64_t conv_tile_rows(const gemm::Geometry& g, int64_t k) {
 
 namespace {
 
+// n floats, in 8-float chunks of constant size (inlined as vector moves, no library call: the stem's first layer
+// copies runs of 9 floats, where a memcpy call per run cost more than the GEMM), then the tail one by one.
+inline void copy_floats(float* dst, const float* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) std::memcpy(dst + i, src + i, 8 * sizeof(float));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
 // The kw·cin floats of one kernel row of the patch: input pixels ix0, ix0 + 1, ... of input row `src` (already
 // offset to the image and row), zero outside [0, w).
 void gather_kernel_row(const ConvArgs& a, const float* src, int64_t ix0, float* dst) {
@@ -27,9 +36,9 @@ void gather_kernel_row(const ConvArgs& a, const float* src, int64_t ix0, float* 
   std::fill(dst, dst + kx0 * cin, 0.0f);
   std::fill(dst + kx1 * cin, dst + a.kw * cin, 0.0f);
   if (a.sc == 1 && a.sw == cin) {  // NHWC rows: the in-map pixels of this kernel row are one contiguous run
-    std::copy_n(src + (ix0 + kx0) * cin, (kx1 - kx0) * cin, dst + kx0 * cin);
+    copy_floats(dst + kx0 * cin, src + (ix0 + kx0) * cin, (kx1 - kx0) * cin);
   } else if (a.sc == 1) {
-    for (int64_t kx = kx0; kx < kx1; ++kx) std::copy_n(src + (ix0 + kx) * a.sw, cin, dst + kx * cin);
+    for (int64_t kx = kx0; kx < kx1; ++kx) copy_floats(dst + kx * cin, src + (ix0 + kx) * a.sw, cin);
   } else {  // channels strided (an NCHW map): element by element
     for (int64_t kx = kx0; kx < kx1; ++kx) {
       const float* p = src + (ix0 + kx) * a.sw;
@@ -42,17 +51,23 @@ void gather_kernel_row(const ConvArgs& a, const float* src, int64_t ix0, float* 
 
 void gather_patches(const ConvArgs& a, int64_t m0, int64_t m1, float* rows) {
   const int64_t k = patch_width(a), row_floats = a.kw * a.cin;
+  const bool nhwc = a.sc == 1 && a.sw == a.cin;  // a kernel row of the patch is one run of the map's row
   int64_t b = m0 / (a.ho * a.wo), oy = m0 / a.wo % a.ho, ox = m0 % a.wo;
   for (int64_t m = m0; m < m1; ++m, rows += k) {
     const float* image = a.x + b * a.sb;
     const int64_t iy0 = oy * a.stride_h - a.pad_h, ix0 = ox * a.stride_w - a.pad_w;
-    for (int64_t ky = 0; ky < a.kh; ++ky) {
-      const int64_t iy = iy0 + ky;
-      float* dst = rows + ky * row_floats;
-      if (iy < 0 || iy >= a.h)
-        std::fill(dst, dst + row_floats, 0.0f);
-      else
-        gather_kernel_row(a, image + iy * a.sh, ix0, dst);
+    if (nhwc && iy0 >= 0 && iy0 + a.kh <= a.h && ix0 >= 0 && ix0 + a.kw <= a.w) {  // every tap inside the map
+      const float* src = image + iy0 * a.sh + ix0 * a.cin;
+      for (int64_t ky = 0; ky < a.kh; ++ky) copy_floats(rows + ky * row_floats, src + ky * a.sh, row_floats);
+    } else {
+      for (int64_t ky = 0; ky < a.kh; ++ky) {
+        const int64_t iy = iy0 + ky;
+        float* dst = rows + ky * row_floats;
+        if (iy < 0 || iy >= a.h)
+          std::fill(dst, dst + row_floats, 0.0f);
+        else
+          gather_kernel_row(a, image + iy * a.sh, ix0, dst);
+      }
     }
     if (++ox == a.wo) {
       ox = 0;

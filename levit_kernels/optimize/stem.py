@@ -71,26 +71,64 @@ def kernel_conv_available(dtype: torch.dtype, device: torch.device) -> bool:
     return backends.availability("cpu")[0]
 
 
-def kernel_wins(conv: Conv) -> bool:
-    """Whether our convolution beats oneDNN's on this layer (both fused with the activation), from
-    benchmarks/bench_cpu_conv.py. KERNEL_WINS_NOTE gives the figures."""
-    return True
+# Where our convolution runs instead of oneDNN's (both fused with the activation), from benchmarks/bench_cpu_conv.py
+# (AMD EPYC Zen 3, AVX2, 1 thread, process CPU time, medians of 5-7 interleaved rounds; ours / oneDNN speed):
+# - batch 1, layers after the first: LeViT-128S 16→32 @112² 1.03×, 32→64 @56² 1.10×, 64→128 @28² 1.17×;
+#   LeViT-384 48→96 @112² 0.98×, 96→192 @56² 1.02×, 192→384 @28² 1.02×; EfficientFormer-L1 24→48 @112² 1.00-1.05×,
+#   48→96 @56² 1.05×, 96→224 @28² 1.09×, 224→448 @14² 1.23× (oneDNN pays a per-call cost that small maps expose);
+# - batch 16 (both near the FMA peak, ~36 GFLOP/s of the 38.7 measured): 0.90-1.02×, e.g. 224→448 @14² 0.92×,
+#   192→384 @28² 0.95×: oneDNN stays;
+# - the first layer (C_in = 3, K = 27) alone: 0.91× (3→16) / 0.72× (3→24, a half-empty second 16-wide panel) at
+#   batch 1, 0.58-0.90× at batch 16: the 27-float patch gather costs about what its GEMM does. Yet inside the whole
+#   stem at batch 1 every layer on ours ran 1.14× (LeViT-128S) / 1.12× (LeViT-256) against 1.07× / 1.09× with the
+#   first layer on oneDNN (the next layer reads the NHWC output ours just wrote, warm in cache), so the first layer
+#   is ours too where C_out fills whole micro-kernel panels (16 wide on AVX2: LeViT-128S/256/384, not 192 or
+#   EfficientFormer's 24).
+# So: ours when a call's patch matrix (output pixels × K floats) is at most MAX_PATCH_FLOATS, and K > 27 or C_out a
+# multiple of the panel width; decided per call from the input's shape (the batch is known only then).
+MAX_PATCH_FLOATS = 1 << 20
+MIN_PATCH_WIDTH = 28
+
+
+def kernel_wins(conv: Conv, pixels: int, panel_width: int) -> bool:
+    """Whether our convolution is the faster one on ``pixels`` output pixels of this layer (see the figures above);
+    ``panel_width``: the active ISA's GEMM panel (levit_kernels::gemm_panel_width)."""
+    c_out, c_in, kh, kw = conv.weight.shape
+    k = c_in * kh * kw
+    return (k >= MIN_PATCH_WIDTH or c_out % panel_width == 0) and pixels * k <= MAX_PATCH_FLOATS
 
 
 def _kernel_conv(x, packed, bias, out_channels, kernel_size, stride, padding, activation):
-    """(B, C, H, W) → (B, C_out, Ho, Wo) through the NHWC views of both: no copy of a channels-last map, and an NCHW
-    one (the images) is read in place through its strides."""
+    """(B, C, H, W) → (B, C_out, Ho, Wo) through the NHWC views of both: no copy of a channels-last map."""
     out = torch.ops.levit_kernels.conv2d_packed.default(x.permute(0, 2, 3, 1), packed, out_channels, kernel_size,
                                                         bias, stride, padding, activation)
     return out.permute(0, 3, 1, 2)
 
 
+def _bound(run, *args) -> Callable:
+    return lambda x: run(x, *args)
+
+
+class _SizeChoice:
+    """A layer run by ours or by oneDNN per call, by the call's output pixels (:func:`kernel_wins`)."""
+
+    def __init__(self, conv: Conv, ours: Callable, theirs: Callable, panel_width: int):
+        self.conv, self.ours, self.theirs, self.panel_width = conv, ours, theirs, panel_width
+        self._geometry = list(zip(conv.weight.shape[2:], conv.stride, conv.padding))
+
+    def __call__(self, x):
+        pixels = x.shape[0]
+        for size, (k, s, p) in zip(x.shape[2:], self._geometry):
+            pixels *= (size + 2 * p - k) // s + 1
+        return (self.ours if kernel_wins(self.conv, pixels, self.panel_width) else self.theirs)(x)
+
+
 class ConvLayers(nn.Module):
     """Convolutions (each then its activation) over a (B, C, H, W) map in the model's dtype, weights prepared once.
 
-    Per layer one of: our kernel (``kernel_conv``: None = where :func:`kernel_wins`, on CPU fp32 with channels_last;
-    True / False = every layer / none), oneDNN's fused conv + activation (``fused_conv``: None = where it is
-    available and agrees on a probe), or F.conv2d + the activation in place."""
+    Per layer: our kernel (``kernel_conv``: None = per call where :func:`kernel_wins`, on CPU fp32 channels-last;
+    True / False = always / never), else oneDNN's fused conv + activation (``fused_conv``: None = where it is
+    available and agrees on a probe), else F.conv2d + the activation in place."""
 
     def __init__(self, convs: list[Conv], dtype: torch.dtype, device: torch.device, channels_last: bool = True,
                  fused_conv: Optional[bool] = None, kernel_conv: Optional[bool] = None):
@@ -104,32 +142,42 @@ class ConvLayers(nn.Module):
         for i, conv in enumerate(convs, start=1):
             bias = conv.bias.to(device=device, dtype=dtype).contiguous()
             self.register_buffer(f"conv{i}_bias", bias)
-            if can_kernel and (kernel_conv is True or kernel_wins(conv)):
+            ours = None
+            if can_kernel:
                 from levit_kernels.backends.cpu import pack_conv_weight
 
                 packed = pack_conv_weight(conv.weight.to(device=device, dtype=dtype))
                 self.register_buffer(f"conv{i}_packed", packed)
-                layers.append((_kernel_conv, packed, bias, conv.weight.shape[0], list(conv.weight.shape[2:]),
-                               list(conv.stride), list(conv.padding), conv.activation))
-                self.engines.append("levit_kernels")
-                continue
+                ours = _bound(_kernel_conv, packed, bias, conv.weight.shape[0], list(conv.weight.shape[2:]),
+                              list(conv.stride), list(conv.padding), conv.activation)
+                if kernel_conv is True:
+                    layers.append(ours)
+                    self.engines.append("levit_kernels")
+                    continue
             weight = conv.weight.to(device=device, dtype=dtype).contiguous(memory_format=self._memory_format)
             self.register_buffer(f"conv{i}_weight", weight)
             onednn = bool(want_fused) and conv.activation in _ONEDNN and (
                 fused_conv is True or fused_conv_available(dtype, device, conv.activation))
-            layers.append((_onednn_conv if onednn else conv_then_activation, weight, bias, conv.stride,
-                           conv.padding, conv.activation))
-            self.engines.append("oneDNN conv+activation" if onednn else "conv, activation in place")
+            theirs = _bound(_onednn_conv if onednn else conv_then_activation, weight, bias, conv.stride,
+                            conv.padding, conv.activation)
+            engine = "oneDNN conv+activation" if onednn else "conv, activation in place"
+            nr = torch.ops.levit_kernels.gemm_panel_width() if ours is not None else 0
+            if ours is not None and kernel_wins(conv, 1, nr):  # ours on calls small enough, per call
+                layers.append(_SizeChoice(conv, ours, theirs, nr))
+                self.engines.append(f"levit_kernels where kernel_wins, else {engine}")
+            else:
+                layers.append(theirs)
+                self.engines.append(engine)
         self.fused_conv = bool(layers) and all(e == "oneDNN conv+activation" for e in self.engines)
-        # Our kernel reads an NCHW input through its strides, so the images need no channels-last copy first.
-        self._input_format = None if self.engines[:1] == ["levit_kernels"] else self._memory_format
         self._layers = tuple(layers)  # plain tuple: no nn.Module attribute lookups per call
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(dtype=self.dtype) if self._input_format is None else x.to(dtype=self.dtype,
-                                                                         memory_format=self._input_format)
-        for run, *layer in self._layers:
-            x = run(x, *layer)
+        # Channels-last first even for our kernel, which could read NCHW images through their strides: that gather
+        # (27 scattered loads per pixel) measured 1.64x slower than on a channels-last copy (LeViT-128S 3→16, batch
+        # 1: 1144 vs 695 us), far more than the copy costs.
+        x = x.to(dtype=self.dtype, memory_format=self._memory_format)
+        for layer in self._layers:
+            x = layer(x)
         return x
 
     def extra_repr(self) -> str:
