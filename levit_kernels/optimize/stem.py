@@ -1,5 +1,5 @@
-"""The stem of the optimized model (and the convolutions between stages): PyTorch convolutions with BatchNorm folded
-and the unit's activation fused or applied in place.
+"""The stem of the optimized model (and the convolutions between stages): convolutions with BatchNorm folded and the
+unit's activation fused or applied in place, on PyTorch/oneDNN or, per layer and call, on our own CPU kernel.
 
 Measured on this project's Zen 3 machine (1 thread, process CPU time; LeViT-128/256/384 stems, batch 16 / 1):
 channels-last runs the convolutions 1.25-1.6× / 1.1-1.9× faster than NCHW, and the last convolution's NHWC output
@@ -10,7 +10,10 @@ each activation oneDNN fuses (Hardswish, ReLU; none); GELU runs in place after t
 
 On CPU in fp32 a layer can run on this project's own convolution instead (``levit_kernels::conv2d_packed``,
 csrc/conv: an implicit GEMM on the GEMM micro-kernels, bias and activation in their epilogue, NHWC in and out,
-weight packed once here); :func:`kernel_wins` says for which layers, from the measurements quoted there.
+weight packed once here); :func:`kernel_wins` says for which layers and calls, from the measurements quoted there.
+Whole stems, that choice against every layer on oneDNN (benchmarks/bench_cpu_conv.py, 1 thread): batch 1
+LeViT-128S 1.12×, LeViT-256 1.06×, LeViT-384 1.02×; batch 16 0.99-1.02× (oneDNN runs there). On GPUs, and in
+other dtypes, the stem stays on PyTorch (cuDNN).
 """
 from __future__ import annotations
 
