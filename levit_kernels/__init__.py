@@ -2,7 +2,8 @@
 
 Public ops (semantics in :mod:`levit_kernels.reference`): :func:`biased_attention`, :func:`shrink_attention`,
 :func:`attention` (softmax attention over long sequences, flash-style), :func:`mlp`, :func:`linear`,
-:func:`layer_norm`, :func:`pool_mixer` (EfficientFormer's Meta4D token mixer); :func:`fold_batchnorm` for callers
+:func:`layer_norm`, :func:`pool_mixer` (EfficientFormer's Meta4D token mixer), :func:`conv2d` (the stems'
+channels-last convolutions); :func:`fold_batchnorm` for callers
 that fold BatchNorm themselves.
 Whole models: :func:`optimize` (a LeViT — this project's or timm's — on the fused ops) and :func:`verify` (its
 end-to-end equivalence with the eager model).
@@ -35,11 +36,12 @@ _LAZY = {
     "linear": ("levit_kernels.ops", "linear"),
     "layer_norm": ("levit_kernels.ops", "layer_norm"),
     "pool_mixer": ("levit_kernels.ops", "pool_mixer"),
+    "conv2d": ("levit_kernels.ops", "conv2d"),
     "verify": ("levit_kernels.optimize.verify", "verify"),
 }
 
 __all__ = ["attention", "biased_attention", "shrink_attention", "mlp", "linear", "layer_norm", "pool_mixer",
-           "fold_batchnorm", "reference", "BACKENDS", "availability", "cpu_isa", "optimize", "verify", "__version__"]
+           "conv2d", "fold_batchnorm", "reference", "BACKENDS", "availability", "cpu_isa", "optimize", "verify", "__version__"]
 
 
 def __getattr__(name: str):

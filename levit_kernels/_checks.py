@@ -70,3 +70,13 @@ def non_negative_float(op: str, arg: str, value) -> float:
     if not math.isfinite(value) or value < 0:
         fail(op, arg, "finite and >= 0", repr(value))
     return float(value)
+
+
+def int_pair(op: str, arg: str, value, least: int) -> tuple[int, int]:
+    """An int or a pair of ints, each >= ``least`` → (h, w)."""
+    items = tuple(value) if isinstance(value, (tuple, list, torch.Size)) else (value, value)
+    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in items):
+        fail(op, arg, "an int or a pair of ints", repr(value), TypeError)
+    if min(items) < least:
+        fail(op, arg, f"ints >= {least}", repr(value))
+    return items

@@ -223,3 +223,30 @@ def pool_mixer(x: torch.Tensor, layer_scale: torch.Tensor, pool_size: int = 3,
     check.same_dtype_device(op, [("x", x), ("layer_scale", layer_scale)])
     impl = backends.implementation(op, backend, x.device)
     return impl.pool_mixer(x, layer_scale, pool_size)
+
+
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+           stride: Union[int, tuple[int, int]] = 1, padding: Union[int, tuple[int, int]] = 0,
+           activation: Optional[str] = None, backend: str = "auto") -> torch.Tensor:
+    """``act(conv2d(x, weight) + bias)`` on a channels-last map x (B, H, W, C_in) with weight (C_out, C_in, kh, kw),
+    zero padding; returns (B, Ho, Wo, C_out). The stem and downsampling convolutions. See reference.conv2d.
+    Backends: reference (F.conv2d: cuDNN on GPUs) and cpu; triton has no convolution (the GPU stem keeps cuDNN)."""
+    op = "conv2d"
+    check.tensor(op, "x", x, 4, "(B, H, W, C_in)")
+    check.tensor(op, "weight", weight, 4, "(C_out, C_in, kh, kw)")
+    check.dim_equals(op, "weight", weight, 1, x.shape[3], "channels of x")
+    if min(weight.shape) < 1:
+        check.fail(op, "weight", "non-empty (C_out, C_in, kh, kw)", f"shape {tuple(weight.shape)}")
+    if bias is not None:
+        check.tensor(op, "bias", bias, 1, "(C_out,)")
+        check.dim_equals(op, "bias", bias, 0, weight.shape[0], "output channels = weight.shape[0]")
+    stride = check.int_pair(op, "stride", stride, 1)
+    padding = check.int_pair(op, "padding", padding, 0)
+    kh, kw = weight.shape[2:]
+    if x.shape[1] + 2 * padding[0] < kh or x.shape[2] + 2 * padding[1] < kw:
+        check.fail(op, "x", f"a map with H + 2·padding >= {kh} and W + 2·padding >= {kw} (the kernel size; "
+                   f"padding {padding})", f"shape {tuple(x.shape)}")
+    check.same_dtype_device(op, [("x", x), ("weight", weight), ("bias", bias)])
+    activation = check.activation(op, activation)
+    impl = backends.implementation(op, backend, x.device)
+    return impl.conv2d(x, weight, bias, stride, padding, activation)

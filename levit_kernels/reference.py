@@ -175,6 +175,14 @@ def mlp(x, w1, b1, w2, b2, activation="hardswish", residual=True):
     return linear(hidden, w2, b2, None, x if residual else None)
 
 
+def conv2d(x, weight, bias=None, stride=1, padding=0, activation=None):
+    """``act(conv2d(x, weight) + bias)`` over a channels-last map: x (B, H, W, C_in), weight (C_out, C_in, kh, kw)
+    (PyTorch's layout), zero padding, ``stride`` / ``padding`` an int or a pair (h, w); returns (B, Ho, Wo, C_out),
+    Ho = (H + 2·padding − kh) // stride + 1. The stem's and the downsampling layers' convolutions (BN folded)."""
+    y = F.conv2d(x.permute(0, 3, 1, 2), weight, bias, stride, padding)
+    return apply_activation(y, activation).permute(0, 2, 3, 1)
+
+
 def shrink_attention(x, q_weight, q_bias, k, v, attention_biases, resolution, stride=2, scale=None,
                      activation=None):
     """LeViT's shrink attention: queries projected from the stride-``s`` tokens of x, then biased attention."""

@@ -1,7 +1,8 @@
 """Backend registry: which implementations of the ops exist, whether each can run here, and what "auto" picks.
 
 Every backend module exposes ``attention``, ``biased_attention``, ``shrink_attention``, ``mlp``, ``linear``, ``layer_norm(x, weight,
-bias, eps)`` and ``pool_mixer(x, layer_scale, pool_size)`` taking already validated arguments (the public ops in
+bias, eps)``, ``pool_mixer(x, layer_scale, pool_size)`` and (not triton) ``conv2d(x, weight, bias, stride, padding,
+activation)`` taking already validated arguments (the public ops in
 :mod:`levit_kernels.ops` validate), and ``availability() -> (ok, reason)``.
 """
 from __future__ import annotations
@@ -63,12 +64,26 @@ def resolve(op: str, backend: str, device: torch.device) -> str:
     return backend
 
 
+def _has_op(name: str, op: str) -> bool:
+    try:
+        return hasattr(module(name), op)
+    except ImportError:
+        return False
+
+
 def implementation(op: str, backend: str, device: torch.device):
     """The backend module that runs ``op`` for ``backend`` on ``device`` (resolved once per combination)."""
     key = (op, backend, device.type)
     impl = _resolved.get(key)
     if impl is None:
-        impl = module(resolve(op, backend, device))
+        name = resolve(op, backend, device)
+        impl = module(name)
+        if not hasattr(impl, op):  # a backend without this op (triton has no conv2d): "auto" runs the reference
+            if backend != "auto":
+                runs = [b for b in BACKENDS if _has_op(b, op)]
+                raise ValueError(f"{op}: backend '{name}' does not support this op (backends that do: "
+                                 f"{', '.join(runs)})")
+            impl = module("reference")
         _resolved[key] = impl
     return impl
 

@@ -1,5 +1,5 @@
-"""The stem of the optimized model (and the convolutions between stages): PyTorch convolutions with BatchNorm folded
-and the unit's activation fused or applied in place.
+"""The stem of the optimized model (and the convolutions between stages): convolutions with BatchNorm folded and the
+unit's activation fused or applied in place, on PyTorch/oneDNN or, per layer and call, on our own CPU kernel.
 
 Measured on this project's Zen 3 machine (1 thread, process CPU time; LeViT-128/256/384 stems, batch 16 / 1):
 channels-last runs the convolutions 1.25-1.6× / 1.1-1.9× faster than NCHW, and the last convolution's NHWC output
@@ -7,6 +7,13 @@ already is the (B, N, C) token tensor, so flattening to tokens costs no copy. On
 convolution + Hardswish (``torch.ops.mkldnn._convolution_pointwise``, what inductor emits) adds 0-14% over
 conv + in-place Hardswish; it is used when this torch build has it and it agrees with F.conv2d on a probe, for
 each activation oneDNN fuses (Hardswish, ReLU; none); GELU runs in place after the convolution.
+
+On CPU in fp32 a layer can run on this project's own convolution instead (``levit_kernels::conv2d_packed``,
+csrc/conv: an implicit GEMM on the GEMM micro-kernels, bias and activation in their epilogue, NHWC in and out,
+weight packed once here); :func:`kernel_wins` says for which layers and calls, from the measurements quoted there.
+Whole stems, that choice against every layer on oneDNN (benchmarks/bench_cpu_conv.py, 1 thread): batch 1
+LeViT-128S 1.12×, LeViT-256 1.06×, LeViT-384 1.02×; batch 16 0.99-1.02× (oneDNN runs there). On GPUs, and in
+other dtypes, the stem stays on PyTorch (cuDNN).
 """
 from __future__ import annotations
 
@@ -58,38 +65,126 @@ def fused_conv_available(dtype: torch.dtype, device: torch.device, activation: O
     return activation in _ONEDNN and _onednn_agrees(activation)
 
 
+def kernel_conv_available(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether levit_kernels' own CPU convolution can run here (CPU, fp32, the C++ extension built)."""
+    if device.type != "cpu" or dtype != torch.float32:
+        return False
+    from levit_kernels import backends
+
+    return backends.availability("cpu")[0]
+
+
+# Where our convolution runs instead of oneDNN's (both fused with the activation), from benchmarks/bench_cpu_conv.py
+# (AMD EPYC Zen 3, AVX2, 1 thread, process CPU time, medians of 5-7 interleaved rounds; ours / oneDNN speed):
+# - batch 1, layers after the first: LeViT-128S 16→32 @112² 1.03×, 32→64 @56² 1.10×, 64→128 @28² 1.17×;
+#   LeViT-384 48→96 @112² 0.98×, 96→192 @56² 1.02×, 192→384 @28² 1.02×; EfficientFormer-L1 24→48 @112² 1.00-1.05×,
+#   48→96 @56² 1.05×, 96→224 @28² 1.09×, 224→448 @14² 1.23× (oneDNN pays a per-call cost that small maps expose);
+# - batch 16 (both near the FMA peak, ~36 GFLOP/s of the 38.7 measured): 0.90-1.02×, e.g. 224→448 @14² 0.92×,
+#   192→384 @28² 0.95×: oneDNN stays;
+# - the first layer (C_in = 3, K = 27) alone: 0.91× (3→16) / 0.72× (3→24, a half-empty second 16-wide panel) at
+#   batch 1, 0.58-0.90× at batch 16: the 27-float patch gather costs about what its GEMM does. Yet inside the whole
+#   stem at batch 1 every layer on ours ran 1.14× (LeViT-128S) / 1.12× (LeViT-256) against 1.07× / 1.09× with the
+#   first layer on oneDNN (the next layer reads the NHWC output ours just wrote, warm in cache), so the first layer
+#   is ours too where C_out fills whole micro-kernel panels (16 wide on AVX2: LeViT-128S/256/384, not 192 or
+#   EfficientFormer's 24).
+# So: ours when a call's patch matrix (output pixels × K floats) is at most MAX_PATCH_FLOATS, and K > 27 or C_out a
+# multiple of the panel width; decided per call from the input's shape (the batch is known only then).
+MAX_PATCH_FLOATS = 1 << 20
+MIN_PATCH_WIDTH = 28
+
+
+def kernel_wins(conv: Conv, pixels: int, panel_width: int) -> bool:
+    """Whether our convolution is the faster one on ``pixels`` output pixels of this layer (see the figures above);
+    ``panel_width``: the active ISA's GEMM panel (levit_kernels::gemm_panel_width)."""
+    c_out, c_in, kh, kw = conv.weight.shape
+    k = c_in * kh * kw
+    return (k >= MIN_PATCH_WIDTH or c_out % panel_width == 0) and pixels * k <= MAX_PATCH_FLOATS
+
+
+def _kernel_conv(x, packed, bias, out_channels, kernel_size, stride, padding, activation):
+    """(B, C, H, W) → (B, C_out, Ho, Wo) through the NHWC views of both: no copy of a channels-last map."""
+    out = torch.ops.levit_kernels.conv2d_packed.default(x.permute(0, 2, 3, 1), packed, out_channels, kernel_size,
+                                                        bias, stride, padding, activation)
+    return out.permute(0, 3, 1, 2)
+
+
+def _bound(run, *args) -> Callable:
+    return lambda x: run(x, *args)
+
+
+class _SizeChoice:
+    """A layer run by ours or by oneDNN per call, by the call's output pixels (:func:`kernel_wins`)."""
+
+    def __init__(self, conv: Conv, ours: Callable, theirs: Callable, panel_width: int):
+        self.conv, self.ours, self.theirs, self.panel_width = conv, ours, theirs, panel_width
+        self._geometry = list(zip(conv.weight.shape[2:], conv.stride, conv.padding))
+
+    def __call__(self, x):
+        pixels = x.shape[0]
+        for size, (k, s, p) in zip(x.shape[2:], self._geometry):
+            pixels *= (size + 2 * p - k) // s + 1
+        return (self.ours if kernel_wins(self.conv, pixels, self.panel_width) else self.theirs)(x)
+
+
 class ConvLayers(nn.Module):
-    """Convolutions (each then its activation) over a (B, C, H, W) map in the model's dtype, weights prepared once."""
+    """Convolutions (each then its activation) over a (B, C, H, W) map in the model's dtype, weights prepared once.
+
+    Per layer: our kernel (``kernel_conv``: None = per call where :func:`kernel_wins`, on CPU fp32 channels-last;
+    True / False = always / never), else oneDNN's fused conv + activation (``fused_conv``: None = where it is
+    available and agrees on a probe), else F.conv2d + the activation in place."""
 
     def __init__(self, convs: list[Conv], dtype: torch.dtype, device: torch.device, channels_last: bool = True,
-                 fused_conv: Optional[bool] = None):
+                 fused_conv: Optional[bool] = None, kernel_conv: Optional[bool] = None):
         super().__init__()
         self.channels_last = channels_last
         self.dtype = dtype
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
         want_fused = channels_last if fused_conv is None else fused_conv
-        layers, fused = [], []
+        can_kernel = channels_last and kernel_conv is not False and kernel_conv_available(dtype, device)
+        layers, self.engines = [], []
         for i, conv in enumerate(convs, start=1):
+            bias = conv.bias.to(device=device, dtype=dtype).contiguous()
+            self.register_buffer(f"conv{i}_bias", bias)
+            ours = None
+            if can_kernel:
+                from levit_kernels.backends.cpu import pack_conv_weight
+
+                packed = pack_conv_weight(conv.weight.to(device=device, dtype=dtype))
+                self.register_buffer(f"conv{i}_packed", packed)
+                ours = _bound(_kernel_conv, packed, bias, conv.weight.shape[0], list(conv.weight.shape[2:]),
+                              list(conv.stride), list(conv.padding), conv.activation)
+                if kernel_conv is True:
+                    layers.append(ours)
+                    self.engines.append("levit_kernels")
+                    continue
             weight = conv.weight.to(device=device, dtype=dtype).contiguous(memory_format=self._memory_format)
             self.register_buffer(f"conv{i}_weight", weight)
-            self.register_buffer(f"conv{i}_bias", conv.bias.to(device=device, dtype=dtype).contiguous())
             onednn = bool(want_fused) and conv.activation in _ONEDNN and (
                 fused_conv is True or fused_conv_available(dtype, device, conv.activation))
-            fused.append(onednn)
-            layers.append((_onednn_conv if onednn else conv_then_activation, weight, getattr(self, f"conv{i}_bias"),
-                           conv.stride, conv.padding, conv.activation))
-        self.fused_conv = bool(fused) and all(fused)
+            theirs = _bound(_onednn_conv if onednn else conv_then_activation, weight, bias, conv.stride,
+                            conv.padding, conv.activation)
+            engine = "oneDNN conv+activation" if onednn else "conv, activation in place"
+            nr = torch.ops.levit_kernels.gemm_panel_width() if ours is not None else 0
+            if ours is not None and kernel_wins(conv, 1, nr):  # ours on calls small enough, per call
+                layers.append(_SizeChoice(conv, ours, theirs, nr))
+                self.engines.append(f"levit_kernels where kernel_wins, else {engine}")
+            else:
+                layers.append(theirs)
+                self.engines.append(engine)
+        self.fused_conv = bool(layers) and all(e == "oneDNN conv+activation" for e in self.engines)
         self._layers = tuple(layers)  # plain tuple: no nn.Module attribute lookups per call
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Channels-last first even for our kernel, which could read NCHW images through their strides: that gather
+        # (27 scattered loads per pixel) measured 1.64x slower than on a channels-last copy (LeViT-128S 3→16, batch
+        # 1: 1144 vs 695 us), far more than the copy costs.
         x = x.to(dtype=self.dtype, memory_format=self._memory_format)
-        for run, *layer in self._layers:
-            x = run(x, *layer)
+        for layer in self._layers:
+            x = layer(x)
         return x
 
     def extra_repr(self) -> str:
-        how = "oneDNN conv+activation" if self.fused_conv else "conv, activation in place"
-        return f"convs={len(self._layers)}, channels_last={self.channels_last}, {how}, dtype={self.dtype}"
+        return f"convs={len(self._layers)}, channels_last={self.channels_last}, {self.engines}, dtype={self.dtype}"
 
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:

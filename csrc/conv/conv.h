@@ -1,0 +1,51 @@
+// Convolution over channels-last maps as an implicit GEMM on the GEMM micro-kernels (csrc/gemm): the stem's and
+// the downsampling layers' convolutions (LeViT: four 3×3 stride-2; EfficientFormer: two 3×3 stride-2 + one between
+// stages). Torch-free interface between the op wrapper (conv_op.cpp) and the standalone test (csrc/tests).
+//
+// out[b, oy, ox, co] = act(bias[co] + Σ_{ky, kx, ci} x[b, oy·sh − ph + ky, ox·sw − pw + kx, ci] · w[co, ci, ky, kx])
+// (zero outside the map). Output pixels are GEMM rows (M = B·Ho·Wo), the patch is K = kh·kw·Cin ordered
+// (ky, kx, ci), so a patch row of an NHWC map is kh runs of kw·Cin contiguous floats. A tile of output pixels has
+// its patch rows gathered into the thread's scratch (never a whole im2col buffer) and multiplied against the packed
+// (K, Cout) weight by the ISA's linear_block, bias and activation fused in its epilogue.
+#pragma once
+#include <cstdint>
+
+#include "common/activation.h"
+#include "gemm/gemm.h"
+
+namespace levit::conv {
+
+struct ConvArgs {
+  const float* x;  // x[b, h, w, c] = x[b·sb + h·sh + w·sw + c·sc]: any strides (an NCHW tensor viewed as NHWC too)
+  int64_t sb, sh, sw, sc;
+  int64_t batch, h, w, cin;
+  int64_t kh, kw;
+  int64_t stride_h, stride_w;
+  int64_t pad_h, pad_w;
+  int64_t ho, wo;         // output_side() of (h, kh, stride_h, pad_h) and of (w, kw, stride_w, pad_w)
+  const float* packed;    // gemm::pack_weight of W (Cout, K), W[co, (ky·kw + kx)·cin + ci] = w[co, ci, ky, kx]
+  const float* bias;      // (Cout,) or null
+  float* out;             // (B·Ho·Wo, Cout) rows, contiguous: the NHWC output map
+  int64_t cout;
+  Activation act;
+};
+
+// Output side of a convolution: (in + 2·pad − kernel) / stride + 1, or 0 when the padded input is shorter than
+// the kernel.
+int64_t output_side(int64_t in, int64_t kernel, int64_t stride, int64_t pad);
+
+inline int64_t patch_width(const ConvArgs& a) { return a.kh * a.kw * a.cin; }
+
+// Output pixels per tile: a multiple of mr whose gathered patch rows (rows × K floats) stay in L2 beside the
+// weight panel being streamed.
+int64_t conv_tile_rows(const gemm::Geometry& g, int64_t k);
+
+// The patch rows of output pixels [m0, m1) into rows ((m1 − m0) × patch_width floats, row-major).
+void gather_patches(const ConvArgs& a, int64_t m0, int64_t m1, float* rows);
+
+// Output pixels [m0, m1) × output channels [n0, n1) (n0 a multiple of nr); `scratch` holds (m1 − m0) ×
+// patch_width floats.
+void conv_block(const gemm::Kernels& kernels, const ConvArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                float* scratch);
+
+}  // namespace levit::conv
