@@ -18,7 +18,7 @@ constexpr int kLaneMultiple = 16;
 // (rescaling oᵀ, the exp of the running-max change) is spread over enough keys.
 // A multiple of the register tile's 6 rows.
 constexpr int kKeyBlock = 240;
-static_assert(kKeyBlock <= kMaxKeyBlock, "key block beyond the kernel's row-pointer arrays");
+static_assert(kKeyBlock % kPanelRows == 0, "key blocks must start at whole key panels");
 // Fewer items than this many per thread and the tiles shrink (down to one vector of lanes) to balance the threads.
 constexpr int kItemsPerThread = 4;
 
@@ -52,6 +52,10 @@ Plan make_plan(const Problem& p, int threads) {
   plan.block_max = take(rows);
   plan.row_sum = take(rows);
   plan.rescale = take(rows);
+  const size_t key_groups = static_cast<size_t>(ceil_div(p.num_keys, kPanelRows));
+  const size_t value_groups = static_cast<size_t>(ceil_div(p.value_dim, kPanelRows));
+  plan.key_panels = take(key_groups * kPanelRows * static_cast<size_t>(p.key_dim));
+  plan.value_panels = take(value_groups * kPanelRows * static_cast<size_t>(p.num_keys));
   plan.workspace_floats = next;
   return plan;
 }
