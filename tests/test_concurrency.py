@@ -21,7 +21,7 @@ from levit_kernels import backends, reference, tolerances  # noqa: E402
 from levit_kernels._debug import poisoned_outputs  # noqa: E402
 from support import op_cases  # noqa: E402
 from support.threads import run_threads  # noqa: E402
-from support.op_cases import AttentionCase, GemmCase  # noqa: E402
+from support.op_cases import AttentionCase, FlashCase, GemmCase  # noqa: E402
 
 THREADS = 8
 ACTIVATIONS = reference.ACTIVATIONS  # the cases of each op cycle through them
@@ -36,6 +36,11 @@ def cases_for(op: str):
                               activation=ACTIVATIONS[i % len(ACTIVATIONS)], seed=i,
                               channels=24 if op == "shrink_attention" else 0)
                 for i, (b, h, r, d, dv) in enumerate(sizes)]
+    if op == "attention":  # the flash op: Nq ≠ Nk, key counts past one key block (240), each dense-bias form
+        sizes = [(2, 3, 50, 50, 16, 32), (1, 2, 17, 300, 32, 16), (3, 1, 197, 197, 64, 64), (2, 4, 9, 5, 8, 20)]
+        return [FlashCase(b, h, nq, nk, d, dv, bias=op_cases.FLASH_BIASES[i % len(op_cases.FLASH_BIASES)],
+                          layout="packed", activation=ACTIVATIONS[i % len(ACTIVATIONS)], seed=i)
+                for i, (b, h, nq, nk, d, dv) in enumerate(sizes)]
     hidden = 1 if op == "mlp" else 0
     sizes = [((196,), 128, 256), ((2, 49), 256, 256), ((7,), 24, 40), ((16,), 384, 384)]
     return [GemmCase(lead, c, c if hidden else n, hidden=hidden * 2 * c, residual=bool(hidden), seed=i,

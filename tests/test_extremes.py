@@ -47,7 +47,7 @@ ATTENTION = AttentionCase(batch=2, heads=2, resolution=5, stride=1, key_dim=16, 
 SHRINK = dataclasses.replace(ATTENTION, stride=2, channels=24)
 # The flash op with a full dense bias, Nq ≠ Nk, likewise past the interpreter's 16-wide tiles.
 FLASH = FlashCase(batch=2, heads=2, queries=19, keys=37, key_dim=16, value_dim=20, bias="full")
-EXTREME_OPS = (*op_cases.OPS, "attention")
+EXTREME_OPS = op_cases.OPS
 
 
 # ---- large logits -----------------------------------------------------------------------------------------------

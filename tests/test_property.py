@@ -162,9 +162,7 @@ STRATEGIES = {  # op -> strategy(limits, activations)
     "mlp": lambda lim, acts: gemm_cases(lim, acts, mlp=True),
     "attention": flash_cases,
 }
-# The ops of the reliability suites plus levit_kernels.attention (not in op_cases.OPS: the extreme-value and
-# concurrency suites do not cover it yet).
-PROPERTY_OPS = (*op_cases.OPS, "attention")
+PROPERTY_OPS = op_cases.OPS
 
 
 # ---- the property -----------------------------------------------------------------------------------------------

@@ -18,14 +18,16 @@
 
 namespace {
 
-using levit::flash::Plan;
 using levit::flash::Problem;
-using PlanFn = Plan (*)(const Problem&, int);
-using RunFn = void (*)(const Problem&, const Plan&, int64_t, int64_t, float*);
+struct OpaquePlan;  // each variant's own Plan (entry.cpp)
+using PlanFn = const OpaquePlan* (*)(const Problem&, int);
+using SizeFn = size_t (*)(const OpaquePlan*);
+using RunFn = void (*)(const Problem&, const OpaquePlan*, float*);
 
 struct Variant {
   std::string name;
   PlanFn plan;
+  SizeFn workspace_floats;
   RunFn run;
 };
 
@@ -57,11 +59,11 @@ void bench(const Shape& s, const std::vector<Variant>& variants, int reps) {
   }
   const size_t n = variants.size();
   std::vector<std::vector<float>> outs(n, std::vector<float>(elems));
-  std::vector<Plan> plans;
+  std::vector<const OpaquePlan*> plans;
   std::vector<std::vector<float>> workspaces;
   for (const Variant& var : variants) {
     plans.push_back(var.plan(p, 1));
-    workspaces.emplace_back(plans.back().workspace_floats + 16);
+    workspaces.emplace_back(var.workspace_floats(plans.back()) + 16);
   }
   std::vector<std::vector<double>> times(n);
   for (int r = 0; r <= reps; ++r)  // round 0 warms up
@@ -69,7 +71,7 @@ void bench(const Shape& s, const std::vector<Variant>& variants, int reps) {
       p.out = outs[i].data();
       float* ws = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(workspaces[i].data()) + 63) & ~uintptr_t{63});
       const double t0 = thread_seconds();
-      variants[i].run(p, plans[i], 0, plans[i].items, ws);
+      variants[i].run(p, plans[i], ws);
       if (r > 0) times[i].push_back(thread_seconds() - t0);
     }
   const double flops = 4.0 * s.batch * s.heads * static_cast<double>(s.n) * s.n * s.d;
@@ -102,6 +104,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     variants.push_back({argv[i], reinterpret_cast<PlanFn>(dlsym(lib, "variant_plan")),
+                        reinterpret_cast<SizeFn>(dlsym(lib, "variant_workspace_floats")),
                         reinterpret_cast<RunFn>(dlsym(lib, "variant_run"))});
   }
   for (const Shape& s : kShapes)

@@ -1,15 +1,20 @@
 // One flash-kernel variant as a shared object for driver.cpp: a source tree's make_plan and run_avx2 under
 // unmangled names, so several trees (worktrees, experiment copies) load side by side (RTLD_LOCAL, hidden
-// visibility: each keeps its own template instances). Built by scripts/bench_flash_variants.sh.
+// visibility: each keeps its own template instances). Built by scripts/bench_flash_variants.sh. The plan stays
+// opaque to the driver: trees may differ in the Plan's layout (only Problem must match).
 #include "flash/flash_kernel.h"
 
-extern "C" __attribute__((visibility("default"))) levit::flash::Plan variant_plan(const levit::flash::Problem& p,
-                                                                                   int threads) {
-  return levit::flash::make_plan(p, threads);
+using levit::flash::Plan;
+using levit::flash::Problem;
+
+extern "C" __attribute__((visibility("default"))) const Plan* variant_plan(const Problem& p, int threads) {
+  return new Plan(levit::flash::make_plan(p, threads));
 }
 
-extern "C" __attribute__((visibility("default"))) void variant_run(const levit::flash::Problem& p,
-                                                                  const levit::flash::Plan& plan, int64_t begin,
-                                                                  int64_t end, float* workspace) {
-  levit::flash::run_avx2(p, plan, begin, end, workspace);
+extern "C" __attribute__((visibility("default"))) size_t variant_workspace_floats(const Plan* plan) {
+  return plan->workspace_floats;
+}
+
+extern "C" __attribute__((visibility("default"))) void variant_run(const Problem& p, const Plan* plan, float* workspace) {
+  levit::flash::run_avx2(p, *plan, 0, plan->items, workspace);
 }

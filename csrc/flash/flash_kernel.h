@@ -32,14 +32,14 @@ struct Problem {
   float* out = nullptr;  // (B, Nq, H·Dv), contiguous
 };
 
-// Most keys per block (bounds the kernel's row-pointer arrays) and most value columns per pass of the p·v
-// multiply (the same, for the pointers to v's columns).
-constexpr int kMaxKeyBlock = 256;
-constexpr int kValueChunk = 64;
+// Rows of the register tile of both multiplies, and so of the panels k and v are packed into: key blocks start
+// at multiples of it.
+constexpr int kPanelRows = 6;
 
 // Work items are (batch, head, query tile), batch-major. An item keeps its tile's queries (transposed, scaled),
 // the output accumulator and one block of scores in the thread's workspace, and streams keys and values block by
-// block from the inputs in place: the workspace does not depend on Nk.
+// block from panels packed into the workspace when its thread reaches a new (batch, head) pair (Nk·(D + Dv)
+// floats: the items of a pair are adjacent, so a thread packs each of its pairs once).
 struct Plan {
   int tile_rows = 0;      // queries per item
   int tiles = 0;          // items per (batch, head)
@@ -48,6 +48,7 @@ struct Plan {
   int rows_padded = 0;    // tile_rows rounded up to attention::kMaxWidth: row length of every buffer below
   // Offsets (in floats) of each buffer in a thread's workspace, and its size.
   size_t qt = 0, ot = 0, scores = 0, bias = 0, row_max = 0, block_max = 0, row_sum = 0, rescale = 0;
+  size_t key_panels = 0, value_panels = 0;
   size_t workspace_floats = 0;
 };
 

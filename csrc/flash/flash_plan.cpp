@@ -14,11 +14,12 @@ size_t round_up(size_t n, size_t multiple) { return (n + multiple - 1) / multipl
 // multiple of those 16 lanes (N = 197: four tiles of 48 and one of 5, rather than five of 40 = 2.5 blocks).
 constexpr int kTileRows = 48;
 constexpr int kLaneMultiple = 16;
-// Keys per block of the online softmax: sᵀ (block × tile) stays in L1 next to qᵀ, and the per-block work
-// (rescaling oᵀ, the exp of the running-max change) is spread over enough keys.
-// A multiple of the register tile's 6 rows.
+// Keys per block of the online softmax: the per-block work (rescaling oᵀ, the exp of the running-max change) is
+// spread over enough keys. sᵀ (240 × 48 floats, 45 KiB) outgrows Zen 3's 32 KiB L1d, yet blocks of 60 and 120 keys
+// (which fit) measured 1-7% slower (scripts/bench_flash_variants.sh, AVX2, 1 thread): the kernel is not bound by
+// L1 misses. A multiple of the register tile's 6 rows.
 constexpr int kKeyBlock = 240;
-static_assert(kKeyBlock <= kMaxKeyBlock, "key block beyond the kernel's row-pointer arrays");
+static_assert(kKeyBlock % kPanelRows == 0, "key blocks must start at whole key panels");
 // Fewer items than this many per thread and the tiles shrink (down to one vector of lanes) to balance the threads.
 constexpr int kItemsPerThread = 4;
 
@@ -52,6 +53,10 @@ Plan make_plan(const Problem& p, int threads) {
   plan.block_max = take(rows);
   plan.row_sum = take(rows);
   plan.rescale = take(rows);
+  const size_t key_groups = static_cast<size_t>(ceil_div(p.num_keys, kPanelRows));
+  const size_t value_groups = static_cast<size_t>(ceil_div(p.value_dim, kPanelRows));
+  plan.key_panels = take(key_groups * kPanelRows * static_cast<size_t>(p.key_dim));
+  plan.value_panels = take(value_groups * kPanelRows * static_cast<size_t>(p.num_keys));
   plan.workspace_floats = next;
   return plan;
 }

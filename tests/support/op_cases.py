@@ -20,7 +20,7 @@ from levit_kernels.reference import query_grid_side
 
 ATTENTION_LAYOUTS = ("contiguous", "packed", "transposed", "strided")
 GEMM_LAYOUTS = ("contiguous", "transposed", "strided")
-OPS = ("biased_attention", "shrink_attention", "linear", "mlp")
+OPS = ("biased_attention", "shrink_attention", "linear", "mlp", "attention")
 # Dense-bias forms of levit_kernels.attention (FlashCase.bias): none, full (B, H, Nq, Nk), one shared by the batch
 # (H, Nq, Nk), a per-key padding row (Nk,).
 FLASH_BIASES = (None, "full", "heads", "keys")
