@@ -76,25 +76,41 @@ struct Plan {
   size_t workspace_floats = 0;
 };
 
-Plan make_plan(const Problem& p);
+// Register tile of an ISA's products (q·kᵀ, p·v, the shrink's query projection): rows × vecs vectors of
+// accumulators. The plan makes query tiles a multiple of `rows`.
+struct Geometry {
+  int rows;
+  int vecs;
+};
 
-// Runs items [begin, end) of `plan`. `workspace`: plan.workspace_floats floats, 64-byte aligned, private to the
-// caller's thread. Every variant computes the same thing; the scalar one is the reference for the others.
+Plan make_plan(const Problem& p, const Geometry& tile);
+
+// Runs items [begin, end) of a plan made for the variant's geometry. `workspace`: plan.workspace_floats floats,
+// 64-byte aligned, private to the caller's thread. Every variant computes the same thing; the scalar one is the
+// reference for the others.
 using RunFn = void (*)(const Problem&, const Plan&, int64_t begin, int64_t end, float* workspace);
-void run_scalar(const Problem& p, const Plan& plan, int64_t begin, int64_t end, float* workspace);
+
+struct Kernels {
+  Geometry geometry;
+  RunFn run;
+};
+
+// Per-ISA tables, each defined in its own translation unit compiled for that ISA (constant data: no code runs
+// until a kernel of a supported ISA is called).
+extern const Kernels kScalarKernels;
 #if defined(__x86_64__) || defined(_M_X64)
-void run_avx2(const Problem& p, const Plan& plan, int64_t begin, int64_t end, float* workspace);
-void run_avx512(const Problem& p, const Plan& plan, int64_t begin, int64_t end, float* workspace);
+extern const Kernels kAvx2Kernels;
+extern const Kernels kAvx512Kernels;
 #endif
 #if defined(__aarch64__)
-void run_neon(const Problem& p, const Plan& plan, int64_t begin, int64_t end, float* workspace);
+extern const Kernels kNeonKernels;
 #endif
 
-// The variant of `isa`; throws std::invalid_argument when this build has none (x86 ones on x86-64 only, NEON on
-// AArch64 only).
-inline RunFn kernel_for(Isa isa) {
-  return select_variant<RunFn>(isa, "attention", run_scalar, LEVIT_IF_X86(run_avx2), LEVIT_IF_X86(run_avx512),
-                               LEVIT_IF_AARCH64(run_neon));
+// The kernel table of `isa`; throws std::invalid_argument when this build has none (x86 ones on x86-64 only, NEON
+// on AArch64 only).
+inline const Kernels& kernels_for(Isa isa) {
+  return *select_variant<const Kernels*>(isa, "attention", &kScalarKernels, LEVIT_IF_X86(&kAvx2Kernels),
+                                         LEVIT_IF_X86(&kAvx512Kernels), LEVIT_IF_AARCH64(&kNeonKernels));
 }
 
 }  // namespace levit::attention

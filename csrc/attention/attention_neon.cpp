@@ -1,4 +1,5 @@
-// NEON (AArch64 Advanced SIMD) variant of the attention kernels; compiled on aarch64 only.
+// NEON (AArch64 Advanced SIMD) variant of the attention kernels; compiled on aarch64 only. Register tile 6 rows × 4
+// vectors (24 accumulators + 4 loads + 1 broadcast of the 32 q registers).
 #if defined(__aarch64__)
 #include "common/kernel_prelude.h"
 #include "attention/attention_kernel.h"
@@ -7,9 +8,7 @@
 
 namespace levit::attention {
 
-void run_neon(const Problem& p, const Plan& plan, int64_t begin, int64_t end, float* workspace) {
-  run_items<simd::VecNeon>(p, plan, begin, end, workspace);
-}
+const Kernels kNeonKernels = make_kernels<simd::VecNeon, 6, 4>();
 
 }  // namespace levit::attention
 #endif

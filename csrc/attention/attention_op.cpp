@@ -82,11 +82,11 @@ Problem key_value_problem(const char* op, const at::Tensor& k, const at::Tensor&
 at::Tensor run(Problem& p, const at::TensorOptions& options) {
   at::Tensor out = new_output({p.batch, p.num_queries(), static_cast<int64_t>(p.heads) * p.value_dim}, options);
   p.out = out.data_ptr<float>();
-  const Plan plan = make_plan(p);
+  const Kernels& kernels = kernels_for(active_isa());  // throws, naming the ISA, when this build lacks it
+  const Plan plan = make_plan(p, kernels.geometry);
   if (plan.items == 0) return out;
-  const RunFn kernel = kernel_for(active_isa());  // throws, naming the ISA, when this build lacks it
   at::parallel_for(0, plan.items, 1, [&](int64_t begin, int64_t end) {
-    kernel(p, plan, begin, end, thread_workspace(plan.workspace_floats));
+    kernels.run(p, plan, begin, end, thread_workspace(plan.workspace_floats));
   });
   return out;
 }

@@ -11,13 +11,9 @@ size_t round_up(size_t n, size_t multiple) { return (n + multiple - 1) / multipl
 
 // Score tile budget: the tile stays in L1 next to a slice of the packed kᵀ it is multiplied with.
 constexpr int kScoreTileBytes = 24 * 1024;
-// Tile rows are a multiple of the row count of the AVX2 and scalar register tile (csrc/attention/attention_impl.h),
-// so no register-tile rows are wasted on this x86 machine.
-constexpr int kRowMultiple = 4;
-
 }  // namespace
 
-Plan make_plan(const Problem& p) {
+Plan make_plan(const Problem& p, const Geometry& tile) {
   Plan plan;
   const int nq = p.num_queries(), nk = p.num_keys();
   plan.keys_padded = round_up(nk, kMaxWidth);
@@ -29,7 +25,8 @@ Plan make_plan(const Problem& p) {
   const int row_bytes = plan.score_ld * static_cast<int>(sizeof(float));
   const int max_rows = std::clamp(kScoreTileBytes / row_bytes, 12, kMaxTileRows);
   const int tiles = (nq + max_rows - 1) / max_rows;
-  plan.tile_rows = std::min(round_up((nq + tiles - 1) / tiles, kRowMultiple), nq);  // balanced tiles
+  // Balanced tiles, each a whole number of register tiles (no register-tile rows computed and dropped).
+  plan.tile_rows = std::min(round_up((nq + tiles - 1) / tiles, tile.rows), nq);
   plan.tiles = (nq + plan.tile_rows - 1) / plan.tile_rows;
   plan.items = static_cast<int64_t>(p.heads) * p.batch * plan.tiles;
 

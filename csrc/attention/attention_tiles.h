@@ -9,12 +9,12 @@
 namespace levit::attention {
 
 // Register tile of the multiply: kRows rows × kVecs vectors of accumulators, leaving registers for the kVecs
-// loaded B vectors and one broadcast A element. The biased-attention kernels use this one; a kernel may pass its
-// own Tile (same two members) to multiply() and row_pointers().
-template <class V>
-struct RegisterTile {
-  static constexpr int kRows = V::kRegisters >= 32 ? 6 : 4;
-  static constexpr int kVecs = V::kRegisters >= 32 ? 4 : 3;
+// loaded B vectors and one broadcast A element. Each kernel passes its own to multiply(): the attention kernels
+// their ISA's (attention_<isa>.cpp), flash its FlashTile.
+template <int R, int NV>
+struct TileShape {
+  static constexpr int kRows = R;
+  static constexpr int kVecs = NV;
 };
 
 // Most rows any tile has: row-pointer arrays hold this many − 1 beyond the rows they point to.
@@ -74,7 +74,7 @@ inline void multiply_last_block(int vecs, int tail, int depth, const float* cons
 // the first n columns of B (depth rows). Column blocks outermost: the block's slice of B (depth × kVecs·W floats)
 // stays in L1 while every row block streams past it. store(acc, r0, valid_rows, col, cols) consumes the
 // accumulators of rows [r0, r0 + valid_rows) × columns [col, col + cols).
-template <class V, class Tile = RegisterTile<V>, class Store>
+template <class V, class Tile, class Store>
 inline void multiply(int rows, const float* const* a, int64_t a_step, const float* b, int64_t b_ld, int n, int depth,
                      Store&& store) {
   constexpr int MR = Tile::kRows, NV = Tile::kVecs, W = V::kWidth;

@@ -147,12 +147,13 @@ struct Case {
 // Runs `isa` over all items as `threads` consecutive item ranges, each with its own poisoned workspace.
 std::vector<float> run(const Case& c, Isa isa, int threads) {
   Problem p = c.p;
-  const attention::Plan plan = attention::make_plan(p);
+  const attention::Kernels& kernels = attention::kernels_for(isa);
+  const attention::Plan plan = attention::make_plan(p, kernels.geometry);
   std::vector<float> out(static_cast<size_t>(p.batch) * p.num_queries() * p.heads * p.value_dim, kNaN);
   p.out = out.data();
   for (int t = 0; t < threads; ++t) {
     AlignedBuffer workspace(plan.workspace_floats);
-    attention::kernel_for(isa)(p, plan, plan.items * t / threads, plan.items * (t + 1) / threads, workspace.data());
+    kernels.run(p, plan, plan.items * t / threads, plan.items * (t + 1) / threads, workspace.data());
   }
   return out;
 }

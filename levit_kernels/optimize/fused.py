@@ -165,6 +165,13 @@ class FusedShrink(_Prepared):
         super().__init__(spec.where, dtype, device, **self.projection("kv", spec.kv), **self.projection("q", spec.q),
                          attention_biases=spec.attention_biases, **self.projection("proj", spec.proj))
 
+    def pack(self, pack_weight: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Also store the query projection transposed, (C, H·D) row-major, as a (H·D, C) view: the cpu backend (the
+        one that packs) then reads each head's columns in place instead of re-packing them per (batch, head)
+        (csrc/attention/attention_impl.h, ``query_weight``)."""
+        self.q_weight = self.q_weight.t().contiguous().t()
+        super().pack(pack_weight)
+
     def _set_arguments(self) -> None:
         self._kv, self._proj = self._linear_arguments("kv"), self._linear_arguments("proj")
         self._query = (self.q_weight, self.q_bias)
