@@ -32,20 +32,21 @@ def require(backend: str) -> None:
         pytest.skip(f"backend {backend} unavailable: {why}")
 
 
-@pytest.fixture(scope="module")
-def vp_t2t():
-    module = import_vit_pytorch("t2t")
+def _vit_pytorch_or_skip(part: str):
+    module = import_vit_pytorch(part)
     if module is None:
         pytest.skip("vit-pytorch (and einops) not installed")
     return module
+
+
+@pytest.fixture(scope="module")
+def vp_t2t():
+    return _vit_pytorch_or_skip("t2t")
 
 
 @pytest.fixture(scope="module")
 def vp_vit():
-    module = import_vit_pytorch("vit")
-    if module is None:
-        pytest.skip("vit-pytorch (and einops) not installed")
-    return module
+    return _vit_pytorch_or_skip("vit")
 
 
 def randomized(model, gen):
