@@ -113,7 +113,7 @@ def run_info(args: argparse.Namespace) -> int:
             versions.append(f"{package} not installed")
     print(f"levit-kernels {levit_kernels.__version__} ({', '.join(versions)})")
     isa = hardware.active_isa()
-    print(f"CPU: {hardware.cpu_model()}, {hardware.cpu_cores()} cores usable, torch threads "
+    print(f"CPU: {hardware.describe_cpu()}, {hardware.cpu_cores()} cores usable, torch threads "
           f"{torch.get_num_threads()}; best ISA by CPU flags {hardware.detected_isa()}, "
           + (f"CPU kernels run {isa}" if isa else "CPU kernels not built"))
     if torch.cuda.is_available():

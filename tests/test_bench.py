@@ -31,14 +31,36 @@ def test_fingerprint_describes_this_machine():
     json.dumps(fp)  # must be serialisable as is
 
 
-@pytest.mark.parametrize("model,isa,cores,expected", [
-    ("Intel(R) Xeon(R) Gold 6138 CPU @ 2.00GHz", "avx512", 1, "cpu-intel-xeon-gold-6138-avx512-1c"),
-    ("AMD EPYC 7763 64-Core Processor", "avx2", 2, "cpu-amd-epyc-7763-avx2-2c"),
-    ("AMD EPYC", None, 2, "cpu-amd-epyc-avx2-2c"),
+@pytest.mark.parametrize("model,uarch,isa,cores,expected", [
+    ("Intel(R) Xeon(R) Gold 6138 CPU @ 2.00GHz", "skylake-sp", "avx512", 1, "cpu-intel-xeon-gold-6138-avx512-1c"),
+    ("AMD EPYC 7763 64-Core Processor", "zen3", "avx2", 2, "cpu-amd-epyc-7763-avx2-2c"),
+    ("AMD EPYC", None, None, 2, "cpu-amd-epyc-avx2-2c"),
+    # a VM's bare "AMD EPYC" is told apart by its microarchitecture: Zen 4 and Zen 5 both run avx512
+    ("AMD EPYC", "zen4", "avx512", 2, "cpu-amd-epyc-zen4-avx512-2c"),
+    ("AMD EPYC", "zen5", "avx512", 2, "cpu-amd-epyc-zen5-avx512-2c"),
 ])
-def test_cpu_hardware_id(model, isa, cores, expected):
-    fp = {"cpu": {"model": model, "isa_active": isa, "isa_detected": "avx2", "cores": cores}, "gpu": None}
+def test_cpu_hardware_id(model, uarch, isa, cores, expected):
+    fp = {"cpu": {"model": model, "microarchitecture": uarch, "isa_active": isa, "isa_detected": "avx2",
+                  "cores": cores}, "gpu": None}
     assert hardware.hardware_id(fp) == expected
+
+
+@pytest.mark.parametrize("vendor,family,model,expected", [
+    ("AuthenticAMD", "25", "1", "zen3"), ("AuthenticAMD", "25", "17", "zen4"), ("AuthenticAMD", "26", "2", "zen5"),
+    ("AuthenticAMD", "25", "200", None), ("GenuineIntel", "6", "143", "sapphirerapids"), (None, None, None, None),
+])
+def test_cpu_microarchitecture(monkeypatch, vendor, family, model, expected):
+    fields = {"model name": "AMD EPYC"}
+    fields.update({k: v for k, v in (("vendor_id", vendor), ("cpu family", family), ("model", model)) if v})
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: fields)
+    ids = hardware.cpu_ids()
+    assert ids["microarchitecture"] == expected
+    assert ids["family"] == (int(family) if family else None)
+    described = hardware.describe_cpu()
+    if family is None:
+        assert described == "AMD EPYC"
+    else:
+        assert described.startswith("AMD EPYC (") and f"family {family} model {model})" in described
 
 
 def test_gpu_hardware_id():

@@ -38,6 +38,54 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown cpu"
 
 
+# x86 microarchitectures by (vendor, family, model range), for CPUs whose model name does not say it: cloud VMs
+# report AMD parts as plain "AMD EPYC", and this project's machines of that name have been Zen 3 (AVX2 only), Zen 4
+# (AVX-512 on 256-bit units, FMA peak ~113 GFLOP/s/core) and Zen 5 (512-bit units, ~250 GFLOP/s/core): kernels tuned
+# on one behave differently on the next, so their results must not share a file. Families and model ranges from
+# AMD's and Intel's public processor documentation; unlisted parts get None (the id then has no such part).
+_MICROARCHITECTURES: tuple[tuple[str, int, range, str], ...] = (
+    ("AuthenticAMD", 23, range(0x00, 0x30), "zen"),     # Zen / Zen+ (Naples, Pinnacle Ridge, Picasso, ...)
+    ("AuthenticAMD", 23, range(0x30, 0x100), "zen2"),   # Rome, Matisse, Renoir, ...
+    ("AuthenticAMD", 25, range(0x00, 0x10), "zen3"),    # Milan
+    ("AuthenticAMD", 25, range(0x10, 0x20), "zen4"),    # Genoa
+    ("AuthenticAMD", 25, range(0x20, 0x60), "zen3"),    # Vermeer, Rembrandt, Cezanne
+    ("AuthenticAMD", 25, range(0x60, 0x80), "zen4"),    # Raphael, Phoenix
+    ("AuthenticAMD", 25, range(0xA0, 0xB0), "zen4"),    # Bergamo, Siena (Zen 4c)
+    ("AuthenticAMD", 26, range(0x00, 0x100), "zen5"),   # Turin, Granite Ridge, Strix
+    ("GenuineIntel", 6, range(0x55, 0x56), "skylake-sp"),  # Skylake-SP / Cascade Lake / Cooper Lake
+    ("GenuineIntel", 6, range(0x6A, 0x6D), "icelake-sp"),
+    ("GenuineIntel", 6, range(0x8F, 0x90), "sapphirerapids"),
+    ("GenuineIntel", 6, range(0xCF, 0xD0), "emeraldrapids"),
+    ("GenuineIntel", 6, range(0xAD, 0xAE), "graniterapids"),
+)
+
+
+def _int_field(info: dict[str, str], key: str) -> Optional[int]:
+    try:
+        return int(info[key], 0)
+    except (KeyError, ValueError):
+        return None
+
+
+def cpu_ids() -> dict:
+    """Vendor, family and model number of the CPU (x86 /proc/cpuinfo; None elsewhere) and the microarchitecture
+    they name in :data:`_MICROARCHITECTURES` (None when unlisted)."""
+    info = _cpuinfo()
+    vendor, family, model = info.get("vendor_id"), _int_field(info, "cpu family"), _int_field(info, "model")
+    uarch = next((name for v, f, models, name in _MICROARCHITECTURES
+                  if v == vendor and f == family and model in models), None)
+    return {"vendor": vendor, "family": family, "model_number": model, "microarchitecture": uarch}
+
+
+def describe_cpu() -> str:
+    """The model name, with the microarchitecture and family/model when the name lacks a model number."""
+    name, ids = cpu_model(), cpu_ids()
+    if re.search(r"\d", name) or ids["family"] is None:
+        return name
+    uarch = f"{ids['microarchitecture']}, " if ids["microarchitecture"] else ""
+    return f"{name} ({uarch}family {ids['family']} model {ids['model_number']})"
+
+
 def detected_isa() -> str:
     """Best SIMD level the CPU flags advertise, named like the extension's ISAs."""
     flags = set((_cpuinfo().get("flags") or _cpuinfo().get("Features") or "").split())
@@ -117,7 +165,7 @@ def gpu_info() -> Optional[dict]:
 def fingerprint() -> dict:
     """Everything that identifies the hardware and software a measurement came from."""
     return {
-        "cpu": {"model": cpu_model(), "arch": platform.machine(), "isa_active": active_isa(),
+        "cpu": {"model": cpu_model(), **cpu_ids(), "arch": platform.machine(), "isa_active": active_isa(),
                 "isa_detected": detected_isa(), "cores": host_cpus(), "cores_usable": cpu_cores(),
                 "memory_gib": memory_gib()},
         "gpu": gpu_info(),
@@ -139,11 +187,16 @@ def _slug(text: str) -> str:
 
 
 def hardware_id(fp: dict, device: str = "cpu") -> str:
-    """Stable file-name id: "cpu-<model>-<isa>-<cores>c" or "gpu-<name>" (e.g. "gpu-nvidia-h100-80gb-hbm3")."""
+    """Stable file-name id: "cpu-<model>[-<microarchitecture>]-<isa>-<cores>c" or "gpu-<name>" (e.g.
+    "gpu-nvidia-h100-80gb-hbm3"). The microarchitecture is added when the model name has no model number in it
+    (a VM's "AMD EPYC" is Zen 3, 4 or 5)."""
     if device == "cuda":
         if not fp.get("gpu"):
             raise ValueError("hardware_id(device='cuda'): the fingerprint has no GPU")
         return "gpu-" + _slug(fp["gpu"]["name"])
     cpu = fp["cpu"]
     isa = cpu.get("isa_active") or cpu.get("isa_detected") or "unknown"
-    return f"cpu-{_slug(cpu['model'])}-{isa}-{cpu['cores']}c"
+    model = _slug(cpu["model"])
+    if cpu.get("microarchitecture") and not re.search(r"\d", model):
+        model += "-" + _slug(cpu["microarchitecture"])
+    return f"cpu-{model}-{isa}-{cpu['cores']}c"
