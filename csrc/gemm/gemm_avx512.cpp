@@ -11,6 +11,8 @@
 //   9 × 48 1.05, 14 × 32 1.00, 12 × 32 with K blocks of 256 0.99 / of 128 0.95; 6 × 64 with K blocks of 256 / 128
 //   / 64: 0.97 / 0.93 / 0.88 of 6 × 64 unblocked (the panel streams from L2 fast enough; the partial sums' extra
 //   loads and stores cost more). Largest single gain: K = 1024 → 384 (M = 784) 1.40-1.46×.
+// Row tiles outer over weights of up to 64 Ki floats (256 KiB, a quarter of Zen 4's 1 MiB L2; Zen 5 and Xeons have
+// 1-2 MiB): see linear_block. AVX2 keeps panels outer everywhere (not measured there).
 #if defined(__x86_64__) || defined(_M_X64)
 #include "common/kernel_prelude.h"
 #include "gemm/gemm.h"  // before the target pragma: its inline code stays baseline
@@ -22,7 +24,7 @@
 #include "gemm/gemm_kernel.h"
 
 namespace levit::gemm {
-const Kernels kAvx512Kernels = make_kernels<simd::VecAvx512, 6, 4, 2048>();
+const Kernels kAvx512Kernels = make_kernels<simd::VecAvx512, 6, 4, 2048, 64 * 1024>();
 }
 #pragma GCC pop_options
 #endif
