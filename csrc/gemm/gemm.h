@@ -15,7 +15,9 @@ namespace levit::gemm {
 
 // Register tile of an ISA's micro-kernel (mr rows × nr columns of accumulators) and its largest K block. Partial
 // sums leave the registers once per K block, so blocks are long: on Zen 3 streaming the weight panel from L2 keeps
-// up with the FMAs, and splitting K at 256 (to hold a panel slice in L1) measured 0-15% slower (K = 384, 768).
+// up with the FMAs, and splitting K at 256 (to hold a panel slice in L1) measured 0-15% slower (K = 384, 768); on
+// AMD EPYC Zen 4 (avx512, 6 × 64 tile, 32 KiB L1) K blocks of 256 / 128 / 64 measured 3 / 7 / 12% slower over the
+// LeViT-256 projections (see gemm_avx512.cpp).
 struct Geometry {
   int mr;
   int nr;
