@@ -12,6 +12,7 @@
 #include "common/activation_arg.h"
 #include "common/isa.h"
 #include "common/output.h"
+#include "common/thread_split.h"
 #include "common/workspace.h"
 #include "conv/conv.h"
 #include "gemm/packed_weights.h"
@@ -64,23 +65,17 @@ ConvArgs describe(const char* op, const at::Tensor& x, int64_t cout, int64_t kh,
   return a;
 }
 
-// Output-pixel tiles × column blocks over the threads, as the linear op splits its rows: whole output rows per
-// tile when there are enough tiles (>= 2 per thread), else the columns are split too, in whole panels.
+// One share of output pixels × panels per thread, as the linear op splits (common/thread_split.h), rows preferred
+// on equal cost (each column share gathers its pixels' patches again); each share in blocks of conv_tile_rows.
 void run_conv(const gemm::Kernels& kernels, const ConvArgs& a) {
   const gemm::Geometry& g = kernels.geometry;
-  const int64_t m = a.batch * a.ho * a.wo, k = patch_width(a), threads = at::get_num_threads();
-  const int64_t target = conv_tile_rows(g, k);
-  const int64_t tiles = ceil_div(ceil_div(m, target), threads) * threads;
-  const int64_t rows = ceil_div(ceil_div(m, tiles), g.mr) * g.mr;
-  const int64_t m_tiles = ceil_div(m, rows), panels = ceil_div(a.cout, g.nr);
-  const int64_t splits = m_tiles >= 2 * threads ? 1 : std::min(panels, ceil_div(2 * threads, m_tiles));
-  const int64_t block_cols = ceil_div(panels, splits) * g.nr, n_blocks = ceil_div(a.cout, block_cols);
-  at::parallel_for(0, m_tiles * n_blocks, 1, [&](int64_t begin, int64_t end) {
-    float* scratch = thread_workspace(static_cast<size_t>(rows * std::max<int64_t>(k, 1)));
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t m0 = t / n_blocks * rows, n0 = t % n_blocks * block_cols;
-      conv_block(kernels, a, m0, std::min(m, m0 + rows), n0, std::min(a.cout, n0 + block_cols), scratch);
-    }
+  const int64_t m = a.batch * a.ho * a.wo, k = patch_width(a), target = conv_tile_rows(g, k);
+  const ThreadSplit split(m, a.cout, g.mr, g.nr, threads_for(m * k * a.cout), /*allow_columns=*/true,
+                          /*prefer_rows=*/true);
+  split.run([&](const Share& s) {
+    float* scratch = thread_workspace(static_cast<size_t>(std::min(target, s.m1 - s.m0) * std::max<int64_t>(k, 1)));
+    for_each_row_block(s.m0, s.m1, target, g.mr,
+                       [&](int64_t m0, int64_t m1) { conv_block(kernels, a, m0, m1, s.n0, s.n1, scratch); });
   });
 }
 

@@ -5,13 +5,14 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <memory>
 #include <optional>
 #include <string_view>
 
 #include "common/activation_arg.h"
 #include "common/isa.h"
 #include "common/output.h"
+#include "common/thread_split.h"
+#include "common/workspace.h"
 #include "gemm/gemm.h"
 #include "gemm/packed_weights.h"
 
@@ -19,13 +20,6 @@ namespace levit::gemm {
 namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// Rows per token tile: about `target`, a multiple of the micro-tile's mr, and (where m allows) enough tiles for
-// the count to split evenly over the threads.
-int64_t balanced_tile_rows(int64_t m, int64_t target, int64_t mr, int64_t threads) {
-  const int64_t tiles = ceil_div(ceil_div(m, target), threads) * threads;
-  return ceil_div(ceil_div(m, tiles), mr) * mr;
-}
 
 void check_operand(const char* op, const char* arg, const at::Tensor& t, int64_t dim) {
   TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat, op, ": argument '", arg, "' must be float32, got ",
@@ -55,21 +49,14 @@ std::vector<int64_t> output_sizes(const at::Tensor& x, int64_t cols) {
   return sizes;
 }
 
-// Token tiles × column blocks over the threads: whole rows of the output per tile when there are enough tiles,
-// otherwise the columns are split too (in whole panels) so every thread gets work.
+// One share of rows × panels per thread (common/thread_split.h: balanced at batch 1's 16-196 rows), each walked in
+// row blocks of about 16 register tiles (their x rows stay in L2 while the panels stream past).
 void run_linear(const Kernels& kernels, const LinearArgs& args, int64_t m) {
   const Geometry& g = kernels.geometry;
-  const int64_t threads = at::get_num_threads();
-  const int64_t row_tile = balanced_tile_rows(m, 16 * g.mr, g.mr, threads);
-  const int64_t m_tiles = ceil_div(m, row_tile), panels = ceil_div(args.n, g.nr);
-  const int64_t splits = m_tiles >= 2 * threads ? 1 : std::min(panels, ceil_div(2 * threads, m_tiles));
-  const int64_t block_cols = ceil_div(panels, splits) * g.nr;
-  const int64_t n_blocks = ceil_div(args.n, block_cols);
-  at::parallel_for(0, m_tiles * n_blocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t m0 = t / n_blocks * row_tile, n0 = t % n_blocks * block_cols;
-      kernels.linear_block(args, m0, std::min(m, m0 + row_tile), n0, std::min(args.n, n0 + block_cols));
-    }
+  const ThreadSplit split(m, args.n, g.mr, g.nr, threads_for(m * args.n * args.k));
+  split.run([&](const Share& s) {
+    for_each_row_block(s.m0, s.m1, 16 * g.mr, g.mr,
+                       [&](int64_t m0, int64_t m1) { kernels.linear_block(args, m0, m1, s.n0, s.n1); });
   });
 }
 
@@ -169,11 +156,12 @@ at::Tensor mlp_forward(const Kernels& kernels, const at::Tensor& x, const at::Te
   const MlpArgs args{x2.const_data_ptr<float>(), x2.stride(0), p1.const_data_ptr<float>(),
                      b1c.const_data_ptr<float>(), p2.const_data_ptr<float>(), b2c.const_data_ptr<float>(),
                      out.mutable_data_ptr<float>(), c_out, c, hidden, c_out, act, residual};
-  const int64_t m = x2.size(0);
-  const int64_t rows = balanced_tile_rows(m, mlp_tile_rows(g, hidden), g.mr, at::get_num_threads());
-  at::parallel_for(0, ceil_div(m, rows), 1, [&](int64_t begin, int64_t end) {
-    const std::unique_ptr<float[]> scratch(new float[rows * std::max<int64_t>(hidden, 1)]);
-    for (int64_t t = begin; t < end; ++t) mlp_block(kernels, args, t * rows, std::min(m, (t + 1) * rows), scratch.get());
+  const int64_t m = x2.size(0), tile_rows = mlp_tile_rows(g, hidden);
+  // Rows only: a row's hidden activations all feed each of its outputs.
+  const ThreadSplit split(m, c_out, g.mr, g.nr, threads_for(m * hidden * (c + c_out)), /*allow_columns=*/false);
+  split.run([&](const Share& s) {
+    float* scratch = thread_workspace(static_cast<size_t>(std::min(tile_rows, s.m1 - s.m0) * std::max<int64_t>(hidden, 1)));
+    for_each_row_block(s.m0, s.m1, tile_rows, g.mr, [&](int64_t m0, int64_t m1) { mlp_block(kernels, args, m0, m1, scratch); });
   });
   return out;
 }
