@@ -5,10 +5,12 @@ EfficientFormer-L1's stem and downsamplings, and for the whole LeViT stems, fp32
 Per layer: "oneDNN" on a channels-last input; "ours" (conv2d_packed, weight packed once) on the same channels-last
 input; for the first layer also "ours NCHW", reading the NCHW images in place through their strides (what the stem
 does when its first layer is ours: no channels-last copy of the images). Whole stem: FusedStem with every layer
-on oneDNN, every layer on ours, and the choice optimize() makes (levit_kernels.optimize.stem.kernel_wins).
+on oneDNN, every layer on ours, and the choice optimize() makes (levit_kernels.optimize.stem.kernel_wins), from
+NCHW images (the channels-last copy, where a stem makes one, counted).
 GFLOP/s counts 2·B·Ho·Wo·C_out·9·C_in.
 
     python benchmarks/bench_cpu_conv.py [--rounds 9] [--threads 1] [--batch 1 16] [--models levit_128s ...]
+                                        [--no-stem | --stem-only]
 """
 from __future__ import annotations
 
@@ -84,6 +86,7 @@ def main():
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--models", nargs="+", default=["levit_128s", "levit_256", "levit_384", "efficientformer_l1"])
     parser.add_argument("--no-stem", action="store_true", help="per-layer figures only")
+    parser.add_argument("--stem-only", action="store_true", help="whole-stem figures only")
     args = parser.parse_args()
     settings = timing.Settings(rounds=args.rounds, round_seconds=0.05, settle_seconds=0.05)
     cpu_time = args.threads == 1
@@ -94,7 +97,7 @@ def main():
         for model in args.models:
             convs = [make_conv(gen, c_in, c_out, act) for c_in, c_out, _, act in layer_shapes(model)]
             for batch in args.batch:
-                for conv, (c_in, c_out, side, act) in zip(convs, layer_shapes(model)):
+                for conv, (c_in, c_out, side, act) in zip([] if args.stem_only else convs, layer_shapes(model)):
                     fns, ref = layer_candidates(conv, side, batch, gen)
                     with torch.no_grad():
                         errors = {k: tolerances.max_rel_error(fn(pool[0]), ref) for k, (fn, pool) in fns.items()}

@@ -245,8 +245,8 @@ def test_stem_engines_reported(gen):
 
 
 def test_kernel_chosen_per_call_by_size(gen):
-    """optimize()'s choice: never the first layer (K = 27), later layers on ours up to MAX_PATCH_FLOATS, both paths
-    equal to the float64 convolution."""
+    """optimize()'s choice: the first layer (K = 27, the direct kernel) always, later layers on ours up to
+    MAX_PATCH_FLOATS, both paths equal to the float64 convolution."""
     from levit_kernels.optimize import stem
     from levit_kernels.optimize.specs import Conv
 
@@ -256,7 +256,7 @@ def test_kernel_chosen_per_call_by_size(gen):
 
     nr = torch.ops.levit_kernels.gemm_panel_width()
     first, second = conv(3, nr + 8), conv(16, 32)
-    assert not stem.kernel_wins(first, 1, nr) and stem.kernel_wins(conv(3, 2 * nr), 1, nr)
+    assert stem.kernel_wins(first, 1, nr) and stem.kernel_wins(first, 1 << 40, nr)
     assert stem.kernel_wins(second, stem.MAX_PATCH_FLOATS // 144, nr) and \
         not stem.kernel_wins(second, stem.MAX_PATCH_FLOATS // 144 + 1, nr)
     layers = stem.ConvLayers([second], torch.float32, torch.device("cpu"))
@@ -268,3 +268,24 @@ def test_kernel_chosen_per_call_by_size(gen):
         ref = reference.apply_activation(torch.nn.functional.conv2d(x.double(), second.weight, second.bias, 2, 1),
                                          "hardswish")
         assert_close_to_reference(out, ref, torch.float32, f"layer on a {side}² map")
+
+
+def test_first_layer_reads_images_in_place(gen):
+    """optimize()'s stem runs the first layer (K = 27) on our direct kernel at every size, straight from NCHW images
+    (no channels-last copy), and its output is channels-last for the layers after it."""
+    from levit_kernels.optimize import stem
+    from levit_kernels.optimize.specs import Conv
+
+    convs = [Conv(torch.randn(c_out, c_in, 3, 3, generator=gen, dtype=torch.float64) / (9 * c_in) ** 0.5,
+                  torch.randn(c_out, generator=gen, dtype=torch.float64), (2, 2), (1, 1), act, "stem")
+             for c_in, c_out, act in ((3, 24, "hardswish"), (24, 32, None))]
+    layers = stem.ConvLayers(convs, torch.float32, torch.device("cpu"))
+    assert layers.engines[0] == "levit_kernels" and layers._any_layout_in
+    x = torch.randn(2, 3, 37, 30, generator=gen)
+    with poisoned_outputs(), torch.no_grad():
+        out = layers(x)
+    ref = x.double()
+    for c in convs:
+        ref = reference.apply_activation(torch.nn.functional.conv2d(ref, c.weight, c.bias, 2, 1), c.activation)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert_close_to_reference(out, ref, torch.float32, "stem from NCHW images")

@@ -4,9 +4,11 @@
 //
 // out[b, oy, ox, co] = act(bias[co] + Σ_{ky, kx, ci} x[b, oy·sh − ph + ky, ox·sw − pw + kx, ci] · w[co, ci, ky, kx])
 // (zero outside the map). Output pixels are GEMM rows (M = B·Ho·Wo), the patch is K = kh·kw·Cin ordered
-// (ky, kx, ci), so a patch row of an NHWC map is kh runs of kw·Cin contiguous floats. A tile of output pixels has
-// its patch rows gathered into the thread's scratch (never a whole im2col buffer) and multiplied against the packed
-// (K, Cout) weight by the ISA's linear_block, bias and activation fused in its epilogue.
+// (ky, kx, ci), so a patch row of an NHWC map is kh runs of kw·Cin contiguous floats. Two paths, chosen per layer
+// (conv_block): a tile of output pixels has its patch rows gathered into the thread's scratch (never a whole im2col
+// buffer) and multiplied against the packed (K, Cout) weight by the ISA's linear_block, bias and activation fused in
+// its epilogue; or, for narrow patches (the stem's first layer, C_in = 3), the ISA's direct kernel (conv_kernel.h)
+// reads each pixel's taps straight from the map through its strides into the same kind of register tile.
 #pragma once
 #include <cstdint>
 
@@ -43,8 +45,28 @@ int64_t conv_tile_rows(const gemm::Geometry& g, int64_t k);
 // The patch rows of output pixels [m0, m1) into rows ((m1 − m0) × patch_width floats, row-major).
 void gather_patches(const ConvArgs& a, int64_t m0, int64_t m1, float* rows);
 
-// Output pixels [m0, m1) × output channels [n0, n1) (n0 a multiple of nr); `scratch` holds (m1 − m0) ×
-// patch_width floats.
+// Output pixels [m0, m1) × output channels [n0, n1) (n0 a multiple of nr) by the gather + GEMM; `scratch` holds
+// (m1 − m0) × patch_width floats.
+void gather_gemm_block(const gemm::Kernels& kernels, const ConvArgs& a, int64_t m0, int64_t m1, int64_t n0,
+                       int64_t n1, float* scratch);
+
+// The same block by the direct kernel of one ISA (conv_kernel.h: no gather, the micro-kernel reads the map through
+// its strides); nr is the panel width a.packed was packed for.
+using DirectFn = void (*)(const ConvArgs& a, int64_t nr, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+void direct_block_scalar(const ConvArgs& a, int64_t nr, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+#if defined(__x86_64__) || defined(_M_X64)
+void direct_block_avx2(const ConvArgs& a, int64_t nr, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+void direct_block_avx512(const ConvArgs& a, int64_t nr, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+#endif
+#if defined(__aarch64__)
+void direct_block_neon(const ConvArgs& a, int64_t nr, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+#endif
+
+// The direct kernel of the ISA whose GEMM table `kernels` is (gemm::kernels_for).
+DirectFn direct_kernel_for(const gemm::Kernels& kernels);
+
+// Output pixels [m0, m1) × output channels [n0, n1) (n0 a multiple of nr) by whichever of the two paths is faster
+// for this layer (see conv_block.cpp); `scratch` holds (m1 − m0) × patch_width floats.
 void conv_block(const gemm::Kernels& kernels, const ConvArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
                 float* scratch);
 

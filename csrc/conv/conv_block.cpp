@@ -1,9 +1,11 @@
 // ISA-independent half of the implicit-GEMM convolution: the patch gather (copies and zero fill, compiled for the
-// baseline instruction set) and the tile driver; the FMAs run in the ISA's GEMM kernel table.
+// baseline instruction set), the gather + GEMM tile driver (the FMAs run in the ISA's GEMM kernel table) and the
+// choice between it and the ISA's direct kernel (conv_kernel.h) per layer.
 #include "conv/conv.h"
 
 #include <algorithm>
 #include <cstring>
+
 
 namespace levit::conv {
 
@@ -76,13 +78,45 @@ void gather_patches(const ConvArgs& a, int64_t m0, int64_t m1, float* rows) {
   }
 }
 
-void conv_block(const gemm::Kernels& kernels, const ConvArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
-                float* scratch) {
+void gather_gemm_block(const gemm::Kernels& kernels, const ConvArgs& a, int64_t m0, int64_t m1, int64_t n0,
+                       int64_t n1, float* scratch) {
   const int64_t k = patch_width(a);
   gather_patches(a, m0, m1, scratch);
   const gemm::LinearArgs gemm_args{scratch, k, a.packed, a.bias, nullptr, 0, a.out + m0 * a.cout, a.cout,
                                    k, a.cout, a.act};
   kernels.linear_block(gemm_args, 0, m1 - m0, n0, n1);
+}
+
+}  // namespace levit::conv
+
+namespace levit::conv {
+
+DirectFn direct_kernel_for(const gemm::Kernels& kernels) {
+  if (&kernels == &gemm::kScalarKernels) return direct_block_scalar;
+#if defined(__x86_64__) || defined(_M_X64)
+  if (&kernels == &gemm::kAvx2Kernels) return direct_block_avx2;
+  if (&kernels == &gemm::kAvx512Kernels) return direct_block_avx512;
+#endif
+#if defined(__aarch64__)
+  if (&kernels == &gemm::kNeonKernels) return direct_block_neon;
+#endif
+  return nullptr;
+}
+
+// Patches at most this wide run on the direct kernel. Zen 4 (AVX-512, 1 thread, benchmarks/bench_cpu_conv.py,
+// ours / oneDNN, batch 16 | 1): K = 27 (the stem's first layer, 3→16) direct 0.98× | 1.41× against gather + GEMM
+// 0.48× | 0.45× (the copy of 9-float runs cost more than the GEMM, and a 16-wide C_out half-filled the 32-wide
+// panel, where the direct kernel runs one vector); at K = 144 the two tie (0.96× vs 0.97×), at K = 288 / 576 the
+// gather + GEMM is ahead (0.97-1.01× vs 0.89-0.91×: its A rows in L1 beat 12 strided input rows).
+constexpr int64_t kDirectMaxPatch = 64;
+
+void conv_block(const gemm::Kernels& kernels, const ConvArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                float* scratch) {
+  const DirectFn direct = patch_width(a) <= kDirectMaxPatch ? direct_kernel_for(kernels) : nullptr;
+  if (direct != nullptr)
+    direct(a, kernels.geometry.nr, m0, m1, n0, n1);
+  else
+    gather_gemm_block(kernels, a, m0, m1, n0, n1, scratch);
 }
 
 }  // namespace levit::conv

@@ -3,7 +3,7 @@
 // (1×1 and 7×9 maps, padding larger than the map, a 1×1 and a 5×3 kernel, stride 1), every activation, with and
 // without bias, NHWC input and an NCHW buffer read as NHWC through its strides, outputs poisoned with NaN and
 // computed in pixel tiles × column blocks as the op's thread split cuts them (tile edges inside image rows and
-// across images).
+// across images), by both paths: the gather + GEMM and the direct kernel.
 // Usage: conv_test [seed]   (built and run by scripts/neon_test.sh)
 #include "conv/conv.h"
 #include "tests/harness.h"
@@ -65,24 +65,32 @@ void check_conv(Results& results, Rng& rng, const std::vector<Isa>& isas, const 
     const int nr = kern.geometry.nr;
     std::vector<float> packed(gemm::packed_floats(c.cout, k, nr), kNaN);
     gemm::pack_weight(w2.data(), k, 1, c.cout, k, nr, packed.data());
-    std::vector<float> out(ref.size(), kNaN);
-    ConvArgs a{x.data(), sb, sh, sw, sc, c.batch, c.h, c.w, c.cin, c.kh, c.kw, c.stride, c.stride, c.pad, c.pad,
-               ho, wo, packed.data(), c.bias ? bias.data() : nullptr, out.data(), c.cout, c.act};
-    // Tiles of 7 pixels (edges inside image rows) or the op's tile size; columns split after the first panel.
-    const int64_t m = c.batch * ho * wo, rows = m > 64 ? conv_tile_rows(kern.geometry, k) : 7;
-    const int64_t split = std::min<int64_t>(c.cout, nr);
-    AlignedBuffer scratch(rows * k);
-    for (int64_t m0 = 0; m0 < m; m0 += rows) {
-      conv_block(kern, a, m0, std::min(m, m0 + rows), 0, split, scratch.data());
-      conv_block(kern, a, m0, std::min(m, m0 + rows), split, c.cout, scratch.data());
+    // Both paths: the gather + GEMM and the direct kernel.
+    for (const char* path : {"gather+GEMM", "direct"}) {
+      const bool direct = path[0] == 'd';
+      std::vector<float> out(ref.size(), kNaN);
+      ConvArgs a{x.data(), sb, sh, sw, sc, c.batch, c.h, c.w, c.cin, c.kh, c.kw, c.stride, c.stride, c.pad, c.pad,
+                 ho, wo, packed.data(), c.bias ? bias.data() : nullptr, out.data(), c.cout, c.act};
+      // Tiles of 7 pixels (edges inside image rows) or the op's tile size; columns split after the first panel.
+      const int64_t m = c.batch * ho * wo, rows = m > 64 ? conv_tile_rows(kern.geometry, k) : 7;
+      const int64_t split = std::min<int64_t>(c.cout, nr);
+      AlignedBuffer scratch(rows * k);
+      for (int64_t m0 = 0; m0 < m; m0 += rows) {
+        for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, split}, {split, c.cout}}) {
+          if (direct)
+            direct_kernel_for(kern)(a, nr, m0, std::min(m, m0 + rows), n0, n1);
+          else
+            gather_gemm_block(kern, a, m0, std::min(m, m0 + rows), n0, n1, scratch.data());
+        }
+      }
+      const double err = max_rel_error(out.data(), ref.data(), out.size());
+      results.check(err <= kFp32Rtol,
+                    "%s %s conv %lldx%lldx%lldx%lld -> %lld k%lldx%lld s%lld p%lld bias=%d act=%s nchw=%d: max rel "
+                    "error vs float64 %.3e",
+                    isa_name(isa), path, (long long)c.batch, (long long)c.h, (long long)c.w, (long long)c.cin,
+                    (long long)c.cout, (long long)c.kh, (long long)c.kw, (long long)c.stride, (long long)c.pad,
+                    c.bias, activation_name(c.act), c.nchw, err);
     }
-    const double err = max_rel_error(out.data(), ref.data(), out.size());
-    results.check(err <= kFp32Rtol,
-                  "%s conv %lldx%lldx%lldx%lld -> %lld k%lldx%lld s%lld p%lld bias=%d act=%s nchw=%d: max rel error "
-                  "vs float64 %.3e",
-                  isa_name(isa), (long long)c.batch, (long long)c.h, (long long)c.w, (long long)c.cin,
-                  (long long)c.cout, (long long)c.kh, (long long)c.kw, (long long)c.stride, (long long)c.pad, c.bias,
-                  activation_name(c.act), c.nchw, err);
   }
 }
 

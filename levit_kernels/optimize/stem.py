@@ -11,9 +11,11 @@ each activation oneDNN fuses (Hardswish, ReLU; none); GELU runs in place after t
 On CPU in fp32 a layer can run on this project's own convolution instead (``levit_kernels::conv2d_packed``,
 csrc/conv: an implicit GEMM on the GEMM micro-kernels, bias and activation in their epilogue, NHWC in and out,
 weight packed once here); :func:`kernel_wins` says for which layers and calls, from the measurements quoted there.
-Whole stems, that choice against every layer on oneDNN (benchmarks/bench_cpu_conv.py, 1 thread): batch 1
-LeViT-128S 1.12×, LeViT-256 1.06×, LeViT-384 1.02×; batch 16 0.99-1.02× (oneDNN runs there). On GPUs, and in
-other dtypes, the stem stays on PyTorch (cuDNN).
+Whole stems, that choice against every layer on oneDNN (benchmarks/bench_cpu_conv.py, 1 thread): Zen 3 (AVX2,
+before the direct first-layer kernel) batch 1 LeViT-128S 1.12×, LeViT-256 1.06×, LeViT-384 1.02×; batch 16
+0.99-1.02× (oneDNN ran there). Zen 4 (AVX-512; ``--stem-only --rounds 7``): LeViT-128S batch 16 1.05× (24.6 vs
+25.8 ms; the gather + GEMM first layer had 1.00×), batch 1 1.29× (1.59 vs 2.05 ms; before 1.10-1.14×); LeViT-256
+batch 16 1.04×, batch 1 1.10×. On GPUs, and in other dtypes, the stem stays on PyTorch (cuDNN).
 """
 from __future__ import annotations
 
@@ -75,30 +77,44 @@ def kernel_conv_available(dtype: torch.dtype, device: torch.device) -> bool:
 
 
 # Where our convolution runs instead of oneDNN's (both fused with the activation), from benchmarks/bench_cpu_conv.py
-# (AMD EPYC Zen 3, AVX2, 1 thread, process CPU time, medians of 5-7 interleaved rounds; ours / oneDNN speed):
+# (1 thread, process CPU time, medians of 5-7 interleaved rounds; ours / oneDNN speed).
+# AMD EPYC Zen 3, AVX2, before the direct kernel:
 # - batch 1, layers after the first: LeViT-128S 16→32 @112² 1.03×, 32→64 @56² 1.10×, 64→128 @28² 1.17×;
 #   LeViT-384 48→96 @112² 0.98×, 96→192 @56² 1.02×, 192→384 @28² 1.02×; EfficientFormer-L1 24→48 @112² 1.00-1.05×,
 #   48→96 @56² 1.05×, 96→224 @28² 1.09×, 224→448 @14² 1.23× (oneDNN pays a per-call cost that small maps expose);
 # - batch 16 (both near the FMA peak, ~36 GFLOP/s of the 38.7 measured): 0.90-1.02×, e.g. 224→448 @14² 0.92×,
 #   192→384 @28² 0.95×: oneDNN stays;
-# - the first layer (C_in = 3, K = 27) alone: 0.91× (3→16) / 0.72× (3→24, a half-empty second 16-wide panel) at
-#   batch 1, 0.58-0.90× at batch 16: the 27-float patch gather costs about what its GEMM does. Yet inside the whole
-#   stem at batch 1 every layer on ours ran 1.14× (LeViT-128S) / 1.12× (LeViT-256) against 1.07× / 1.09× with the
-#   first layer on oneDNN (the next layer reads the NHWC output ours just wrote, warm in cache), so the first layer
-#   is ours too where C_out fills whole micro-kernel panels (16 wide on AVX2: LeViT-128S/256/384, not 192 or
-#   EfficientFormer's 24).
-# So: ours when a call's patch matrix (output pixels × K floats) is at most MAX_PATCH_FLOATS, and K > 27 or C_out a
-# multiple of the panel width; decided per call from the input's shape (the batch is known only then).
+# - the first layer (C_in = 3, K = 27) on the gather + GEMM: 0.91× (3→16) / 0.72× (3→24) at batch 1, 0.58-0.90× at
+#   batch 16 (the 27-float patch gather cost about what its GEMM did).
+# AMD EPYC Zen 4, AVX-512 (double-pumped 512-bit FMAs, 113 GFLOP/s), LeViT-128S / LeViT-256:
+# - layers after the first: batch 1 1.12-1.42× / 0.95-1.12×, batch 16 0.93-1.02× / 0.88-0.96× (oneDNN stays);
+# - the first layer now runs on the direct kernel (csrc/conv/conv_kernel.h: no gather, taps read through the map's
+#   strides; any patch of at most 64 floats): 3→16 batch 16 1.00× (the gather + GEMM: 0.48×), batch 1 1.56× (0.45×);
+#   3→32 0.91× (0.80×) / 1.05× (0.71×). AVX2 on the same CPU: 3→16 0.96× / 1.12×. Reading the NCHW images in place
+#   costs it 0.78× / 0.91× instead, but saves the channels-last copy of the images every other engine needs (4.5-8.5
+#   ms at batch 16, 0.2 ms at batch 1, torch's copy): so the first layer is ours at every size, on the images as
+#   given (whole stems: see the module docstring).
+# So: ours for the first layer (K < MIN_PATCH_WIDTH) always, later layers when a call's patch matrix (output
+# pixels × K floats) is at most MAX_PATCH_FLOATS; decided per call from the input's shape (the batch is known only
+# then).
 MAX_PATCH_FLOATS = 1 << 20
 MIN_PATCH_WIDTH = 28
+DIRECT_MAX_PATCH = 64  # csrc/conv/conv_block.cpp kDirectMaxPatch: patches this narrow run on the direct kernel
 
 
 def kernel_wins(conv: Conv, pixels: int, panel_width: int) -> bool:
     """Whether our convolution is the faster one on ``pixels`` output pixels of this layer (see the figures above);
-    ``panel_width``: the active ISA's GEMM panel (levit_kernels::gemm_panel_width)."""
+    ``panel_width``: the active ISA's GEMM panel (levit_kernels::gemm_panel_width; no rule depends on it since the
+    direct kernel, which runs whole vectors of a panel, took over the narrow first layer)."""
     c_out, c_in, kh, kw = conv.weight.shape
     k = c_in * kh * kw
-    return (k >= MIN_PATCH_WIDTH or c_out % panel_width == 0) and pixels * k <= MAX_PATCH_FLOATS
+    return k < MIN_PATCH_WIDTH or pixels * k <= MAX_PATCH_FLOATS
+
+
+def _always_ours(conv: Conv, panel_width: int) -> bool:
+    """kernel_wins at every size: the first layer."""
+    c_out, c_in, kh, kw = conv.weight.shape
+    return c_in * kh * kw < MIN_PATCH_WIDTH and kernel_wins(conv, 1 << 62, panel_width)
 
 
 def _kernel_conv(x, packed, bias, out_channels, kernel_size, stride, padding, activation):
@@ -165,20 +181,30 @@ class ConvLayers(nn.Module):
                             conv.padding, conv.activation)
             engine = "oneDNN conv+activation" if onednn else "conv, activation in place"
             nr = torch.ops.levit_kernels.gemm_panel_width() if ours is not None else 0
-            if ours is not None and kernel_wins(conv, 1, nr):  # ours on calls small enough, per call
+            if ours is not None and _always_ours(conv, nr):
+                layers.append(ours)
+                self.engines.append("levit_kernels")
+            elif ours is not None and kernel_wins(conv, 1, nr):  # ours on calls small enough, per call
                 layers.append(_SizeChoice(conv, ours, theirs, nr))
                 self.engines.append(f"levit_kernels where kernel_wins, else {engine}")
             else:
                 layers.append(theirs)
                 self.engines.append(engine)
         self.fused_conv = bool(layers) and all(e == "oneDNN conv+activation" for e in self.engines)
+        # Our first layer on its direct kernel reads the images in any layout (see forward).
+        self._any_layout_in = channels_last and bool(convs) and self.engines[0] == "levit_kernels" and \
+            convs[0].weight[0].numel() <= DIRECT_MAX_PATCH
         self._layers = tuple(layers)  # plain tuple: no nn.Module attribute lookups per call
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Channels-last first even for our kernel, which could read NCHW images through their strides: that gather
-        # (27 scattered loads per pixel) measured 1.64x slower than on a channels-last copy (LeViT-128S 3→16, batch
-        # 1: 1144 vs 695 us), far more than the copy costs.
-        x = x.to(dtype=self.dtype, memory_format=self._memory_format)
+        # Channels-last first, except for our first layer on the direct kernel: its broadcasts of the taps cost
+        # about the same in any layout (NCHW images 0.78-0.91× the channels-last speed, Zen 4), far less than the
+        # copy (LeViT-128S batch 16: 4.5-8.5 ms, the layer itself ~4.3 ms). Its output is channels-last. (The gather
+        # + GEMM on NCHW images measured 1.64× slower than on a channels-last copy, more than the copy costs.)
+        if self._any_layout_in:
+            x = x.to(dtype=self.dtype)
+        else:
+            x = x.to(dtype=self.dtype, memory_format=self._memory_format)
         for layer in self._layers:
             x = layer(x)
         return x
