@@ -62,12 +62,19 @@ void direct_block_avx512(const ConvArgs& a, int64_t nr, int64_t m0, int64_t m1, 
 void direct_block_neon(const ConvArgs& a, int64_t nr, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 #endif
 
-// The direct kernel of the ISA whose GEMM table `kernels` is (gemm::kernels_for).
-DirectFn direct_kernel_for(const gemm::Kernels& kernels);
+// One ISA's convolution kernels: its GEMM table (the gather + GEMM path, and the panel width weights are packed
+// for) and its direct block. Chosen by ISA like every other kernel table (common/isa_select.h).
+struct Kernels {
+  const gemm::Kernels* gemm;
+  DirectFn direct;
+};
+
+// The table of `isa`; throws std::invalid_argument when this build has none.
+const Kernels& kernels_for(Isa isa);
 
 // Output pixels [m0, m1) × output channels [n0, n1) (n0 a multiple of nr) by whichever of the two paths is faster
 // for this layer (see conv_block.cpp); `scratch` holds (m1 − m0) × patch_width floats.
-void conv_block(const gemm::Kernels& kernels, const ConvArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+void conv_block(const Kernels& kernels, const ConvArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
                 float* scratch);
 
 }  // namespace levit::conv

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/isa_select.h"
+
 
 namespace levit::conv {
 
@@ -91,32 +93,33 @@ void gather_gemm_block(const gemm::Kernels& kernels, const ConvArgs& a, int64_t 
 
 namespace levit::conv {
 
-DirectFn direct_kernel_for(const gemm::Kernels& kernels) {
-  if (&kernels == &gemm::kScalarKernels) return direct_block_scalar;
+const Kernels& kernels_for(Isa isa) {
+  static const Kernels scalar{&gemm::kScalarKernels, direct_block_scalar};
 #if defined(__x86_64__) || defined(_M_X64)
-  if (&kernels == &gemm::kAvx2Kernels) return direct_block_avx2;
-  if (&kernels == &gemm::kAvx512Kernels) return direct_block_avx512;
+  static const Kernels avx2{&gemm::kAvx2Kernels, direct_block_avx2};
+  static const Kernels avx512{&gemm::kAvx512Kernels, direct_block_avx512};
 #endif
 #if defined(__aarch64__)
-  if (&kernels == &gemm::kNeonKernels) return direct_block_neon;
+  static const Kernels neon{&gemm::kNeonKernels, direct_block_neon};
 #endif
-  return nullptr;
+  return *select_variant<const Kernels*>(isa, "convolution", &scalar, LEVIT_IF_X86(&avx2), LEVIT_IF_X86(&avx512),
+                                         LEVIT_IF_AARCH64(&neon));
 }
 
 // Patches at most this wide run on the direct kernel. Zen 4 (AVX-512, 1 thread, benchmarks/bench_cpu_conv.py,
 // ours / oneDNN, batch 16 | 1): K = 27 (the stem's first layer, 3→16) direct 0.98× | 1.41× against gather + GEMM
 // 0.48× | 0.45× (the copy of 9-float runs cost more than the GEMM, and a 16-wide C_out half-filled the 32-wide
-// panel, where the direct kernel runs one vector); at K = 144 the two tie (0.96× vs 0.97×), at K = 288 / 576 the
-// gather + GEMM is ahead (0.97-1.01× vs 0.89-0.91×: its A rows in L1 beat 12 strided input rows).
+// panel of the 12×32 GEMM tile of the time, where the direct kernel runs one vector); at K = 144 the two tie (0.96×
+// vs 0.97×), at K = 288 / 576 the gather + GEMM is ahead (0.97-1.01× vs 0.89-0.91×: its A rows in L1 beat 12
+// strided input rows).
 constexpr int64_t kDirectMaxPatch = 64;
 
-void conv_block(const gemm::Kernels& kernels, const ConvArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+void conv_block(const Kernels& kernels, const ConvArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
                 float* scratch) {
-  const DirectFn direct = patch_width(a) <= kDirectMaxPatch ? direct_kernel_for(kernels) : nullptr;
-  if (direct != nullptr)
-    direct(a, kernels.geometry.nr, m0, m1, n0, n1);
+  if (patch_width(a) <= kDirectMaxPatch)
+    kernels.direct(a, kernels.gemm->geometry.nr, m0, m1, n0, n1);
   else
-    gather_gemm_block(kernels, a, m0, m1, n0, n1, scratch);
+    gather_gemm_block(*kernels.gemm, a, m0, m1, n0, n1, scratch);
 }
 
 }  // namespace levit::conv

@@ -67,8 +67,8 @@ ConvArgs describe(const char* op, const at::Tensor& x, int64_t cout, int64_t kh,
 
 // One share of output pixels × panels per thread, as the linear op splits (common/thread_split.h), rows preferred
 // on equal cost (each column share gathers its pixels' patches again); each share in blocks of conv_tile_rows.
-void run_conv(const gemm::Kernels& kernels, const ConvArgs& a) {
-  const gemm::Geometry& g = kernels.geometry;
+void run_conv(const Kernels& kernels, const ConvArgs& a) {
+  const gemm::Geometry& g = kernels.gemm->geometry;
   const int64_t m = a.batch * a.ho * a.wo, k = patch_width(a), target = conv_tile_rows(g, k);
   const ThreadSplit split(m, a.cout, g.mr, g.nr, threads_for(m * k * a.cout), /*allow_columns=*/true,
                           /*prefer_rows=*/true);
@@ -79,7 +79,7 @@ void run_conv(const gemm::Kernels& kernels, const ConvArgs& a) {
   });
 }
 
-at::Tensor conv_forward(const gemm::Kernels& kernels, ConvArgs a, const at::Tensor& x, const at::Tensor& packed,
+at::Tensor conv_forward(const Kernels& kernels, ConvArgs a, const at::Tensor& x, const at::Tensor& packed,
                         const std::optional<at::Tensor>& bias) {
   at::Tensor out = new_output({a.batch, a.ho, a.wo, a.cout}, x.options());
   if (out.numel() == 0) return out;
@@ -111,8 +111,8 @@ at::Tensor conv2d(const at::Tensor& x, const at::Tensor& weight, const std::opti
   ConvArgs a = describe(op, x, weight.size(0), weight.size(2), weight.size(3), bias, stride, padding, act);
   TORCH_CHECK_VALUE(weight.size(1) == a.cin, op, ": argument 'weight' must be of size ", a.cin,
                     " in dim 1 (channels of x), got shape ", weight.sizes());
-  const gemm::Kernels& kernels = gemm::kernels_for(active_isa());
-  return conv_forward(kernels, a, x, pack(weight, kernels.geometry.nr), bias);
+  const Kernels& kernels = kernels_for(active_isa());
+  return conv_forward(kernels, a, x, pack(weight, kernels.gemm->geometry.nr), bias);
 }
 
 at::Tensor conv2d_packed(const at::Tensor& x, const at::Tensor& packed_weight, int64_t out_channels,
@@ -123,8 +123,8 @@ at::Tensor conv2d_packed(const at::Tensor& x, const at::Tensor& packed_weight, i
   check_pair(op, "kernel_size", kernel_size, 1);
   const Activation act = parse_activation(op, activation);
   ConvArgs a = describe(op, x, out_channels, kernel_size[0], kernel_size[1], bias, stride, padding, act);
-  const gemm::Kernels& kernels = gemm::kernels_for(active_isa());
-  const int nr = kernels.geometry.nr;
+  const Kernels& kernels = kernels_for(active_isa());
+  const int nr = kernels.gemm->geometry.nr;
   check_float_cpu(op, "packed_weight", packed_weight, 3, "(panels, K, nr) from conv_pack");
   TORCH_CHECK_VALUE(packed_weight.size(2) == nr, op, ": argument 'packed_weight' was packed for panel width ",
                     packed_weight.size(2), " but the active ISA (", isa_name(active_isa()), ") uses ", nr,
@@ -142,7 +142,7 @@ at::Tensor conv2d_packed(const at::Tensor& x, const at::Tensor& packed_weight, i
 // The packed form conv2d_packed takes, for the active ISA: (ceil(Cout / nr), kh·kw·Cin, nr).
 at::Tensor conv_pack(const at::Tensor& weight) {
   check_weight("conv_pack", weight);
-  const int nr = gemm::kernels_for(active_isa()).geometry.nr;
+  const int nr = kernels_for(active_isa()).gemm->geometry.nr;
   const int64_t k = weight.size(1) * weight.size(2) * weight.size(3);
   return pack(weight, nr).view({ceil_div(weight.size(0), nr), k, nr});
 }

@@ -61,7 +61,8 @@ void check_conv(Results& results, Rng& rng, const std::vector<Isa>& isas, const 
         for (int64_t kx = 0; kx < c.kw; ++kx)
           w2[co * k + (ky * c.kw + kx) * c.cin + ci] = w[((co * c.cin + ci) * c.kh + ky) * c.kw + kx];
   for (Isa isa : isas) {
-    const gemm::Kernels& kern = gemm::kernels_for(isa);
+    const Kernels& conv_kernels = kernels_for(isa);
+    const gemm::Kernels& kern = *conv_kernels.gemm;
     const int nr = kern.geometry.nr;
     std::vector<float> packed(gemm::packed_floats(c.cout, k, nr), kNaN);
     gemm::pack_weight(w2.data(), k, 1, c.cout, k, nr, packed.data());
@@ -78,7 +79,7 @@ void check_conv(Results& results, Rng& rng, const std::vector<Isa>& isas, const 
       for (int64_t m0 = 0; m0 < m; m0 += rows) {
         for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, split}, {split, c.cout}}) {
           if (direct)
-            direct_kernel_for(kern)(a, nr, m0, std::min(m, m0 + rows), n0, n1);
+            conv_kernels.direct(a, nr, m0, std::min(m, m0 + rows), n0, n1);
           else
             gather_gemm_block(kern, a, m0, std::min(m, m0 + rows), n0, n1, scratch.data());
         }
