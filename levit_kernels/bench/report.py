@@ -265,8 +265,10 @@ def format_markdown(data: dict, chart: Optional[str] = None) -> str:
         cpu, gpu = fp.get("cpu", {}), fp.get("gpu")
         usable = cpu.get("cores_usable", cpu.get("cores"))  # older files have no affinity record
         pinned = f" (pinned to {usable})" if usable != cpu.get("cores") else ""
+        uarch = f" ({cpu['microarchitecture']})" if cpu.get("microarchitecture") else ""  # older files lack it
         machine = gpu["name"] if settings["device"] == "cuda" and gpu else \
-            f"{cpu.get('model')}, {cpu.get('isa_active') or cpu.get('isa_detected')}, {cpu.get('cores')} cores{pinned}"
+            f"{cpu.get('model')}{uarch}, {cpu.get('isa_active') or cpu.get('isa_detected')}, {cpu.get('cores')} " \
+            f"cores{pinned}"
         out.append(f"`{run['command']}` — {machine}; torch {fp.get('software', {}).get('torch')}, commit "
                    f"{(fp.get('git_commit') or '?')[:12]}, {fp.get('date')}, load average at start "
                    f"{(fp.get('load_average') or ['?'])[0]}")
