@@ -3,9 +3,10 @@
 // has as little work as possible. The ops then walk their share in cache-sized row blocks (their own business).
 //
 // Why not just many small items handed out by at::parallel_for: at batch 1 the LeViT GEMMs have 16, 49 or 196
-// rows, i.e. 2, 5 or 17 row tiles of mr = 12, and splitting whole row tiles over 2 threads leaves one thread 12 of
-// 16 rows, 36 of 49 or 108 of 196 (75%, 73%, 55% of the work). Splitting the panels instead (N = 128…1280 is 4-40
-// panels of 32) or the rows at any row boundary gives both threads the same work; the panel split also halves the
+// rows, i.e. 2, 5 or 17 row tiles of the AVX-512 kernel's mr = 12 when this was written (6 since), and splitting
+// whole row tiles over 2 threads left one thread 12 of 16 rows, 36 of 49 or 108 of 196 (75%, 73%, 55% of the work).
+// Splitting the panels instead (N = 128…1280 was 4-40 panels of 32) or the rows at any row boundary gives both
+// threads the same work, whatever the tile; the panel split also halves the
 // weight bytes each thread streams, which at batch 1 (more weight than activation) is most of the traffic.
 #pragma once
 #include <ATen/Parallel.h>
