@@ -64,14 +64,27 @@ inline void prefetch_row(const float* row, int n, int64_t step) {
 
 template <class V>
 void pack_keys_transposed(const Problem& p, const Plan& plan, int b, int h, float* kt) {
-  const int nk = p.num_keys(), ld = plan.keys_padded;
+  const int nk = p.num_keys(), ld = plan.keys_padded, D = p.key_dim;
   const int64_t step = p.k.stride[3];
-  for (int j = 0; j < nk; ++j) {
-    const float* row = p.k.row(b, h, j);
-    if (j + kPrefetchRows < nk) prefetch_row<V>(p.k.row(b, h, j + kPrefetchRows), p.key_dim, step);
-    for (int d = 0; d < p.key_dim; ++d) kt[static_cast<int64_t>(d) * ld + j] = row[d * step];
+  // Blocks of kBlock keys: their rows are read once from memory into L1 (prefetched a block ahead), then written
+  // out dimension by dimension as contiguous runs of kᵀ. Replaces a key-by-key loop that stored each key's D
+  // elements D lines apart; perf put ~14% of the LeViT-256 stage-1 kernel in the packing. Measured on AMD EPYC
+  // Zen 4 (avx512, 1 thread, batch 16, q/k/v views of the packed qkv, medians of 3 alternating rounds): the whole
+  // kernel at LeViT-256 stage 1 7.57 → 7.36 ms, stage 2 1.10 → 0.86 ms, stage 3 level (0.19 → 0.20 ms, within
+  // its noise), LeViT-128S stage 1 5.44 → 4.02 ms, LeViT-384 stage 1 11.67 → 11.07 ms.
+  constexpr int kBlock = 16;
+  const float* rows[kBlock];
+  for (int j0 = 0; j0 < nk; j0 += kBlock) {
+    const int n = std::min(kBlock, nk - j0);
+    for (int j = 0; j < n; ++j) rows[j] = p.k.row(b, h, j0 + j);
+    for (int j = 0; j < kBlock && j0 + kBlock + j < nk; ++j) prefetch_row<V>(p.k.row(b, h, j0 + kBlock + j), D, step);
+    for (int d = 0; d < D; ++d) {
+      float* dst = kt + static_cast<int64_t>(d) * ld + j0;
+      const int64_t at = d * step;
+      for (int j = 0; j < n; ++j) dst[j] = rows[j][at];
+    }
   }
-  for (int d = 0; d < p.key_dim; ++d) std::fill(kt + static_cast<int64_t>(d) * ld + nk, kt + (d + 1) * ld, 0.0f);
+  for (int d = 0; d < D; ++d) std::fill(kt + static_cast<int64_t>(d) * ld + nk, kt + (d + 1) * ld, 0.0f);
 }
 
 // Packing v (cheap next to the Nq·Nk·Dv multiply) gives the multiply contiguous, aligned rows already in cache,
