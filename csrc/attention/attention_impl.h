@@ -49,7 +49,7 @@ struct QueryWeight {
 };
 
 // Rows of a view into a packed (B, N, H, ·) tensor lie H·(row length) apart, often more than a page: the hardware
-// prefetchers do not follow them, so the packing loops prefetch kPrefetchRows rows ahead.
+// prefetchers do not follow them, so the packing loops prefetch ahead: v kPrefetchRows rows, kᵀ one block of keys.
 constexpr int kPrefetchRows = 8;
 
 constexpr float kLog2e = 1.44269504088896341f;
