@@ -227,6 +227,22 @@ def test_op_case_inputs_have_the_config_operand_shapes():
         assert got == list(expected.values()), case.block
 
 
+def test_attention_case_inputs_are_laid_out_as_the_optimized_model_passes_them():
+    """q, k, v (shrink: k, v) are per-head views of one packed projection output, and on CPU the shrink's q_weight
+    is stored transposed: the layouts FusedAttention / FusedShrink hand the kernels, so the bench times that path."""
+    found = {c.op: c for c in cases.op_cases("levit_128s", ["attention", "shrink"], 2, torch.float32, "cpu", 1)}
+    q, k, v = found["attention"].make_inputs(torch.Generator())[:3]
+    h, n, d, dv = q.shape[1], q.shape[2], q.shape[3], v.shape[3]
+    assert q.untyped_storage().data_ptr() == k.untyped_storage().data_ptr() == v.untyped_storage().data_ptr()
+    assert q.stride() == k.stride() == v.stride() == (n * h * (2 * d + dv), 2 * d + dv, h * (2 * d + dv), 1)
+    assert (k.storage_offset(), v.storage_offset()) == (d, 2 * d)
+    x, q_weight, _, k, v = found["shrink"].make_inputs(torch.Generator())[:5]
+    assert k.untyped_storage().data_ptr() == v.untyped_storage().data_ptr() and v.storage_offset() == k.shape[3]
+    assert q_weight.shape == (k.shape[1] * k.shape[3], x.shape[2]) and q_weight.stride() == (1, q_weight.shape[0])
+    gpu = cases.OpCase(**{**found["shrink"].__dict__, "device": "meta"})
+    assert gpu.make_inputs(torch.Generator())[1].is_contiguous()
+
+
 def test_baselines_apply_by_device():
     case = cases.op_cases("levit_128s", ["attention"], 1, torch.float32, "cpu", 1)[0]
     assert [s.name for s in cases.op_candidates(case, "cpu").specs] == ["levit_kernels[cpu]", "eager", "compile"]

@@ -59,25 +59,40 @@ def _randn(gen, *shape, scale=1.0, dtype=torch.float32, device="cpu"):
     return (torch.randn(*shape, generator=gen) * scale).to(dtype=dtype, device=device)
 
 
+def _head_views(gen, b, heads, tokens, dims, dtype, device) -> tuple:
+    """Per-head (B, heads, tokens, dim) views of one packed (B, tokens, heads·Σdims) projection output: the layout
+    the optimized model hands the attention ops (q, k, v read in place from the qkv GEMM's output)."""
+    from levit_kernels.optimize.fused import head_views
+
+    packed = _randn(gen, b, tokens, heads * sum(dims), dtype=dtype, device=device)
+    return tuple(packed.as_strided((b, *size), strides, offset)
+                 for size, strides, offset in head_views(heads, tokens, dims))
+
+
 def _attention_inputs(s, b, gen, dtype, device):
     r2 = s["R"] ** 2
     nq = reference.query_grid_side(s["R"], s["stride"]) ** 2
-    return (_randn(gen, b, s["H"], nq, s["D"], dtype=dtype, device=device),
-            _randn(gen, b, s["H"], r2, s["D"], dtype=dtype, device=device),
-            _randn(gen, b, s["H"], r2, s["Dv"], dtype=dtype, device=device),
-            _randn(gen, s["H"], r2, dtype=dtype, device=device),
-            s["R"], s["stride"])
+    if nq == r2:  # the model's attention blocks: q, k, v from one qkv projection
+        q, k, v = _head_views(gen, b, s["H"], r2, (s["D"], s["D"], s["Dv"]), dtype, device)
+    else:
+        q = _randn(gen, b, s["H"], nq, s["D"], dtype=dtype, device=device)
+        k, v = _head_views(gen, b, s["H"], r2, (s["D"], s["Dv"]), dtype, device)
+    return q, k, v, _randn(gen, s["H"], r2, dtype=dtype, device=device), s["R"], s["stride"]
 
 
 def _shrink_inputs(s, b, gen, dtype, device):
-    r2, hd = s["R"] ** 2, s["H"] * s["D"]
-    return (_randn(gen, b, r2, s["C"], dtype=dtype, device=device),
-            _randn(gen, hd, s["C"], scale=s["C"] ** -0.5, dtype=dtype, device=device),
-            _randn(gen, hd, scale=0.1, dtype=dtype, device=device),
-            _randn(gen, b, s["H"], r2, s["D"], dtype=dtype, device=device),
-            _randn(gen, b, s["H"], r2, s["Dv"], dtype=dtype, device=device),
-            _randn(gen, s["H"], r2, dtype=dtype, device=device),
-            s["R"], s["stride"])
+    """As the optimized model calls shrink_attention: k, v views of the packed kv projection; on CPU q_weight
+    (H·D, C) stored transposed, (C, H·D) row-major, as the cpu backend's model keeps it (FusedShrink.pack), so the
+    kernel reads each head's columns in place."""
+    r2, hd, c = s["R"] ** 2, s["H"] * s["D"], s["C"]
+    x = _randn(gen, b, r2, c, dtype=dtype, device=device)
+    if device == "cpu":
+        q_weight = _randn(gen, c, hd, scale=c ** -0.5, dtype=dtype, device=device).t()
+    else:
+        q_weight = _randn(gen, hd, c, scale=c ** -0.5, dtype=dtype, device=device)
+    q_bias = _randn(gen, hd, scale=0.1, dtype=dtype, device=device)
+    k, v = _head_views(gen, b, s["H"], r2, (s["D"], s["Dv"]), dtype, device)
+    return x, q_weight, q_bias, k, v, _randn(gen, s["H"], r2, dtype=dtype, device=device), s["R"], s["stride"]
 
 
 def _mlp_inputs(s, b, gen, dtype, device):
