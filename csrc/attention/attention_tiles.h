@@ -19,6 +19,9 @@ struct TileShape {
 
 // Most rows any tile has: row-pointer arrays hold this many − 1 beyond the rows they point to.
 constexpr int kMaxRegisterRows = 6;
+// Tallest register tile of a one-vector column block (multiply_narrow); it runs on whole tiles only, so it needs
+// no row-pointer padding.
+constexpr int kMaxNarrowRows = 16;
 
 template <class V, int R, int NV>
 constexpr int vecs_of(const V (&)[R][NV]) {
@@ -54,25 +57,47 @@ inline void multiply_block(int depth, const float* const* a, int64_t a_step, con
   }
 }
 
-// The last, narrower column block: `vecs` (≤ NV) vectors, the last with `tail` lanes.
-template <class V, int MR, int NV, class Store>
-inline void multiply_last_block(int vecs, int tail, int depth, const float* const* a, int64_t a_step, const float* b,
-                                int64_t b_ld, int col, int cols, Store& store) {
-  if constexpr (NV > 0) {
-    if (vecs != NV)
-      return multiply_last_block<V, MR, NV - 1>(vecs, tail, depth, a, a_step, b, b_ld, col, cols, store);
+// Rows [r0, rows) × one column block of NV vectors (the last with `tail` lanes): register tiles of R rows while
+// whole ones fit, the rest in tiles of MR rows, the last of them partial (its extra rows computed from the padded
+// row pointers, never stored), as with R = MR alone.
+template <class V, int R, int MR, int NV, bool kTail, class Store>
+inline void multiply_rows(int r0, int rows, int tail, int depth, const float* const* a, int64_t a_step,
+                          const float* b, int64_t b_ld, int col, int cols, Store& store) {
+  for (; r0 + R <= rows; r0 += R) {
+    V acc[R][NV];
+    multiply_block<V, R, NV, kTail>(depth, a + r0, a_step, b + col, b_ld, tail, acc);
+    store(acc, r0, R, col, cols);
+  }
+  for (; r0 < rows; r0 += MR) {
     V acc[MR][NV];
-    if (tail == V::kWidth)
-      multiply_block<V, MR, NV, false>(depth, a, a_step, b + col, b_ld, tail, acc);
-    else
-      multiply_block<V, MR, NV, true>(depth, a, a_step, b + col, b_ld, tail, acc);
-    store(acc, col, cols);
+    multiply_block<V, MR, NV, kTail>(depth, a + r0, a_step, b + col, b_ld, tail, acc);
+    store(acc, r0, std::min(MR, rows - r0), col, cols);
   }
 }
 
-// Rows of A (row pointers a[0..rows), plus Tile::kRows − 1 more repeating the last: computed, never stored) times
-// the first n columns of B (depth rows). Column blocks outermost: the block's slice of B (depth × kVecs·W floats)
-// stays in L1 while every row block streams past it. store(acc, r0, valid_rows, col, cols) consumes the
+// A column block narrower than the tile: `vecs` (< NV, or NV with a partial last vector) vectors, the last with
+// `tail` lanes. A one-vector block runs in tiles of min(16, MR·NV) rows, as many accumulators as the full tile:
+// with MR rows it would do one FMA per broadcast. That block is the last 16 keys of q·kᵀ at N = 196 (keys padded
+// to 208) and the whole of a D = 16 product; AMD EPYC Zen 4 (AVX-512, 4×4 → 16×1), 1 thread, batch 16, medians of
+// 6 alternating rounds: LeViT-128S stage 1 4.24 → 3.88 ms, LeViT-256 stage 1 and the 7×7 / 4×4 stages level.
+// Two- and three-vector blocks at MR·NV / vecs rows (8×2, 5×3) measured 9% slower at 128S stage 1 (not kept).
+template <class V, int MR, int NV, int NVB, class Store>
+inline void multiply_narrow(int vecs, int tail, int rows, int depth, const float* const* a, int64_t a_step,
+                            const float* b, int64_t b_ld, int col, int cols, Store& store) {
+  if constexpr (NVB > 0) {
+    if (vecs != NVB)
+      return multiply_narrow<V, MR, NV, NVB - 1>(vecs, tail, rows, depth, a, a_step, b, b_ld, col, cols, store);
+    constexpr int R = NVB == 1 ? std::max(MR, std::min(kMaxNarrowRows, MR * NV)) : MR;
+    if (tail == V::kWidth)
+      multiply_rows<V, R, MR, NVB, false>(0, rows, tail, depth, a, a_step, b, b_ld, col, cols, store);
+    else
+      multiply_rows<V, R, MR, NVB, true>(0, rows, tail, depth, a, a_step, b, b_ld, col, cols, store);
+  }
+}
+
+// Rows of A (row pointers a[0..rows), plus kMaxRegisterRows − 1 more repeating the last: computed, never stored)
+// times the first n columns of B (depth rows). Column blocks outermost: the block's slice of B (depth × kVecs·W
+// floats) stays in L1 while every row block streams past it. store(acc, r0, valid_rows, col, cols) consumes the
 // accumulators of rows [r0, r0 + valid_rows) × columns [col, col + cols).
 template <class V, class Tile, class Store>
 inline void multiply(int rows, const float* const* a, int64_t a_step, const float* b, int64_t b_ld, int n, int depth,
@@ -81,17 +106,13 @@ inline void multiply(int rows, const float* const* a, int64_t a_step, const floa
   static_assert(MR <= kMaxRegisterRows, "tile taller than the row-pointer padding");
   for (int col = 0; col < n; col += NV * W) {
     const int cols = std::min(NV * W, n - col);
-    for (int r0 = 0; r0 < rows; r0 += MR) {
-      auto block_store = [&](auto& acc, int c, int nc) { store(acc, r0, std::min(MR, rows - r0), c, nc); };
-      if (cols == NV * W) {
-        V acc[MR][NV];
-        multiply_block<V, MR, NV, false>(depth, a + r0, a_step, b + col, b_ld, W, acc);
-        block_store(acc, col, cols);
-      } else {
-        const int vecs = (cols + W - 1) / W;
-        multiply_last_block<V, MR, NV>(vecs, cols - (vecs - 1) * W, depth, a + r0, a_step, b, b_ld, col, cols,
-                                       block_store);
-      }
+    auto block_store = [&](auto& acc, int r0, int valid, int c, int nc) { store(acc, r0, valid, c, nc); };
+    if (cols == NV * W) {
+      multiply_rows<V, MR, MR, NV, false>(0, rows, W, depth, a, a_step, b, b_ld, col, cols, block_store);
+    } else {
+      const int vecs = (cols + W - 1) / W;
+      multiply_narrow<V, MR, NV, NV>(vecs, cols - (vecs - 1) * W, rows, depth, a, a_step, b, b_ld, col, cols,
+                                     block_store);
     }
   }
 }
