@@ -302,3 +302,7 @@ def test_profile_times_every_step_and_op_and_leaves_the_model_working(gen):
         assert torch.equal(optimized(x), before)  # the real ops are bound again
     assert len(profile.step_macs("levit_128s")) == 1 + len(levit.op_shapes("levit_128s")) + 1
     assert sum(profile.step_macs("levit_128s")) == levit.count_macs("levit_128s", distillation=False)
+    detection = profile.step_macs("levit_128s", (448, 800))  # the profiler's --img-size 448x800
+    pixels = 448 * 800 / 224 ** 2  # attention grows faster than the pixel count, every other step with it
+    assert sum(detection) == levit.count_macs("levit_128s", (448, 800), distillation=False) > pixels * sum(
+        profile.step_macs("levit_128s"))

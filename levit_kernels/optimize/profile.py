@@ -1,6 +1,7 @@
 """Where an optimized model spends its time: per step (stem, each block, head) and the host overhead per forward.
 
     python -m levit_kernels.optimize.profile --model levit_256 --batch 16 --threads 1
+    python -m levit_kernels.optimize.profile --model levit_256 --batch 1 --threads 2 --img-size 448x800
 
 - :func:`step_times`: median seconds of every step, timed one by one in interleaved rounds (the benchmarks' timing);
 - :func:`host_overhead`: the seconds one forward spends outside the ops: the blocks and head run with every op
@@ -122,6 +123,7 @@ def step_macs(name: str, img_size: int = 224, num_classes: int = 1000) -> list[i
 
 def main(argv=None) -> int:
     import levit
+    from levit_kernels.bench.command import _img_size
     from levit_kernels.bench.peak import measure_peak
     from levit_kernels.optimize import optimize
 
@@ -130,16 +132,20 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--backend", default="auto")
+    parser.add_argument("--img-size", metavar="S|HxW", type=_img_size, default=224,
+                        help="input size: S for S×S images or HxW (default 224)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = levit.randomize_(levit.create_model(args.model), torch.Generator().manual_seed(0)).eval()
+    model = levit.create_model(args.model, img_size=args.img_size)
+    model = levit.randomize_(model, torch.Generator().manual_seed(0)).eval()
     optimized = optimize(model, backend=args.backend)
     images = torch.randn(args.batch, 3, *optimized.image_hw)
     seconds = step_times(optimized, images)
-    macs = step_macs(args.model)
+    macs = step_macs(args.model, args.img_size)
     peak = measure_peak("cpu", torch.float32, args.threads)["gflops"]
     total = sum(seconds)
-    print(f"{args.model}, backend {optimized.backend}, batch {args.batch}, {torch.get_num_threads()} thread(s): "
+    size = "×".join(str(side) for side in optimized.image_hw)
+    print(f"{args.model} at {size}, backend {optimized.backend}, batch {args.batch}, {torch.get_num_threads()} thread(s): "
           f"{total * 1e3:.1f} ms per forward (sum of step medians), {args.batch / total:.1f} images/s, "
           f"{2 * sum(macs) * args.batch / total / 1e9:.1f} GFLOP/s of a {peak:.1f} GFLOP/s peak")
     kinds: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
