@@ -304,6 +304,17 @@ def test_results_merge_keeps_the_latest_of_each_case():
         results.merge(first, "other-hw", _run(_measurement()))
 
 
+def test_results_merge_keeps_cases_that_differ_only_in_shape():
+    # The detection preset's 448x800 batch-1 run must not supersede the latency preset's 224x224 batch-1 one.
+    latency = dict(_measurement(kind="e2e", op="e2e", block="model", batch=1), shape={"img": [224, 224]})
+    detection = dict(latency, shape={"img": [448, 800]}, label="448×800px")
+    data = results.merge(results.merge(None, "hw", _run(latency, command_line="latency")), "hw",
+                         _run(detection, command_line="detection"))
+    assert [r["command"] for r in data["runs"]] == ["latency", "detection"]
+    again = results.merge(data, "hw", _run(dict(detection), command_line="detection again"))
+    assert [r["command"] for r in again["runs"]] == ["latency", "detection again"]
+
+
 @pytest.mark.parametrize("breakage,message", [
     (lambda d: d.pop("hardware_id"), "hardware_id"),
     (lambda d: d.update(schema="other/9"), "schema"),
@@ -353,9 +364,9 @@ def test_compare_prints_per_case_ratios():
                                        _measurement(block="s2.mlp")))
     text = report.compare(a, b, "a.json", "b.json")
     rows = [line.split() for line in text.splitlines() if line.startswith("levit_256")]
-    assert ["levit_256", "mlp", "s0.mlp", "16", "float32", "1", "levit_kernels[cpu]", "1,000", "500",
+    assert ["levit_256", "mlp", "s0.mlp", "N196", "16", "float32", "1", "levit_kernels[cpu]", "1,000", "500",
             "2.00×"] in rows
-    assert ["levit_256", "mlp", "s0.mlp", "16", "float32", "1", "eager", "2,000", "2,000", "1.00×"] in rows
+    assert ["levit_256", "mlp", "s0.mlp", "N196", "16", "float32", "1", "eager", "2,000", "2,000", "1.00×"] in rows
     assert len(rows) == 2  # s1/s2 are in one file only; compile was never timed
     assert "cases only in A: 1; only in B: 1" in text
 
@@ -377,13 +388,19 @@ def test_markdown_section_for_the_readme(tmp_path, capsys):
 
 
 def test_chart_has_one_panel_per_protocol(tmp_path):
+    small = dict(_measurement(kind="e2e", op="e2e", block="model", batch=1), label="224×224px")
+    large = dict(small, shape={"img": [448, 800]}, label="448×800px",
+                 candidates={**small["candidates"], "eager": dict(small["candidates"]["eager"], median_s=5e-3)})
     data = results.merge(None, "hw", _run(_measurement(), _measurement(block="s1.mlp", subject_s=1e-3,
                                                                        eager_s=4e-3),
-                                          _measurement(kind="e2e", op="e2e", block="model")))
+                                          _measurement(kind="e2e", op="e2e", block="model"), small, large))
     panels = report.chart_series(data)
-    assert [p[1] for p in panels] == [["levit_256"], ["levit_256\nmlp"]]
-    assert panels[1][2]["eager"] == [pytest.approx(8 ** 0.5)]  # geometric mean of 2× and 4×
-    assert "compile" not in panels[1][2]
+    assert [p[1] for p in panels] == [["levit_256"]] * 3 + [["levit_256\nmlp"]]
+    # input sizes get their own panels, not one geometric mean of 2x at 224 and 5x at 448x800
+    assert sorted(p[2]["eager"][0] for p in panels[:3] if "batch 1 " in p[0]) == [pytest.approx(2), pytest.approx(5)]
+    assert any("448×800px" in p[0] for p in panels)
+    assert panels[3][2]["eager"] == [pytest.approx(8 ** 0.5)]  # geometric mean of 2× and 4×
+    assert "compile" not in panels[3][2]
     path = report.write_chart(data, str(tmp_path / "chart.png"))
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -135,16 +135,17 @@ def compare(a: dict, b: dict, name_a: str = "A", name_b: str = "B") -> str:
     rows = []
     for key in common:
         ma, mb = index_a[key], index_b[key]
-        kind, model, op, block, batch, dtype, device, threads = key
+        kind, model, op, block, _, batch, dtype, device, threads = key
         for name in [n for n in ma["candidates"] if n in mb["candidates"]]:
             ca, cb = ma["candidates"][name], mb["candidates"][name]
             if not (timed(ca) and timed(cb)):
                 continue
-            rows.append([model, op, block, str(batch), dtype, str(threads), name, format_time(ca["median_s"]),
-                         format_time(cb["median_s"]), f"{ca['median_s'] / cb['median_s']:.2f}×"])
+            speed = f"{ca['median_s'] / cb['median_s']:.2f}×"
+            rows.append([model, op, block, ma["label"], str(batch), dtype, str(threads), name,
+                         format_time(ca["median_s"]), format_time(cb["median_s"]), speed])
     lines = [f"A = {name_a}: {_describe(a)}", f"B = {name_b}: {_describe(b)}", ""]
     if rows:
-        lines.append(format_grid(["model", "op", "block", "batch", "dtype", "threads", "candidate", "A µs",
+        lines.append(format_grid(["model", "op", "block", "shape", "batch", "dtype", "threads", "candidate", "A µs",
                                   "B µs", "B speed vs A"], rows))
     else:
         lines.append("no case was timed in both files")
@@ -161,13 +162,15 @@ def _geomean(values: Sequence[float]) -> float:
 
 
 def chart_series(data: dict) -> list[tuple[str, list[str], dict[str, list[Optional[float]]]]]:
-    """One panel per (kind, device, dtype, batch, threads): (title, x labels, {baseline: speedups}). End-to-end
-    panels have one entry per model; op panels one per (model, op), the geometric mean over its shapes."""
+    """One panel per (kind, device, dtype, batch, threads, and for end to end the input size): (title, x labels,
+    {baseline: speedups}). End-to-end panels have one entry per model; op panels one per (model, op), the geometric
+    mean over its shapes."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for _, m in measurements(data):
-        groups[(m["kind"], m["device"], m["dtype"], m["batch"], m["threads"])].append(m)
+        size = m["label"] if m["kind"] == "e2e" else ""
+        groups[(m["kind"], m["device"], m["dtype"], m["batch"], m["threads"], size)].append(m)
     panels = []
-    for (kind, device, dtype, batch, threads), ms in sorted(groups.items(), key=lambda kv: kv[0][0] != "e2e"):
+    for (kind, device, dtype, batch, threads, size), ms in sorted(groups.items(), key=lambda kv: kv[0][0] != "e2e"):
         entries: dict[str, list[dict]] = defaultdict(list)
         for m in ms:
             entries[m["model"] if kind == "e2e" else f"{m['model']}\n{m['op']}"].append(m)
@@ -179,7 +182,7 @@ def chart_series(data: dict) -> list[tuple[str, list[str], dict[str, list[Option
                 values.append(_geomean(ratios) if ratios else None)
             if any(v is not None for v in values):
                 series[b] = values
-        what = "end to end" if kind == "e2e" else "per op (geomean over shapes)"
+        what = f"end to end, {size}" if kind == "e2e" else "per op (geomean over shapes)"
         title = f"{ms[0]['subject']} speedup, {what} · {device} {dtype} · batch {batch} · {threads} thread(s)"
         panels.append((title, list(entries), series))
     return panels
