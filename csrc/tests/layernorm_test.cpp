@@ -46,6 +46,21 @@ struct Case {
     }
     return out;
   }
+  // How far one rounding of x (relative 2^-24) moves row r's output, relative to the error bound's unit: rstd·max|x|
+  // (·|w|). At C = 2 with two near-equal inputs, rstd ~ 1/sqrt(eps) = 316, so float32 x - mean alone puts ~4e-5 on
+  // outputs of magnitude 1 (seen: 1.07e-5 > 1e-5 on a random seed) - the problem's conditioning, not the kernel's
+  // error. At the offset case (x ~ 1000 ± 2) the bound widens to ~5e-3, still far below the percent-level error a
+  // one-pass variance (E[x²] - mean², cancelling ~1e6 against ~1e6) would make there.
+  double conditioning(int64_t r) const {
+    const float* xr = x.data() + r * ldx;
+    double mean = 0.0, var = 0.0;
+    for (int64_t c = 0; c < channels; ++c) mean += xr[c];
+    mean /= channels;
+    for (int64_t c = 0; c < channels; ++c) var += (xr[c] - mean) * (xr[c] - mean);
+    double amp = 0.0;
+    for (int64_t c = 0; c < channels; ++c) amp = std::max(amp, std::abs(xr[c]) * (weight ? std::abs(w[c]) : 1.0));
+    return amp / std::sqrt(var / channels + eps);
+  }
   std::string describe() const {
     char buf[160];
     std::snprintf(buf, sizeof buf, "layer_norm rows=%lld C=%lld ldx=%lld weight=%d bias=%d", (long long)rows,
@@ -71,6 +86,7 @@ void check_case(Results& results, const Case& c, const std::vector<Isa>& isas) {
     double err = 0.0, diff = 0.0, scale = 1.0;
     bool padding_intact = true, finite = true;
     for (int64_t r = 0; r < c.rows; ++r) {
+      scale = std::max(scale, c.conditioning(r));
       for (int64_t col = 0; col < c.ldo; ++col) {
         const size_t i = r * c.ldo + col;
         if (col >= c.channels) {
