@@ -170,7 +170,8 @@ def chart_series(data: dict) -> list[tuple[str, list[str], dict[str, list[Option
         size = m["label"] if m["kind"] == "e2e" else ""
         groups[(m["kind"], m["device"], m["dtype"], m["batch"], m["threads"], size)].append(m)
     panels = []
-    for (kind, device, dtype, batch, threads, size), ms in sorted(groups.items(), key=lambda kv: kv[0][0] != "e2e"):
+    e2e_first = sorted(groups.items(), key=lambda kv: kv[0][0] != "e2e")
+    for (kind, device, dtype, batch, threads, size), ms in e2e_first:
         entries: dict[str, list[dict]] = defaultdict(list)
         for m in ms:
             entries[m["model"] if kind == "e2e" else f"{m['model']}\n{m['op']}"].append(m)

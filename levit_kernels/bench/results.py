@@ -39,7 +39,7 @@ class ResultsError(ValueError):
 def measurement_key(m: dict) -> tuple:
     # The shape belongs to the case: the detection preset's 448x800 batch-1 runs are not the latency preset's 224
     # batch-1 runs and must not supersede them.
-    return (m["kind"], m["model"], m["op"], m["block"], json.dumps(m.get("shape"), sort_keys=True), m["batch"],
+    return (m["kind"], m["model"], m["op"], m["block"], json.dumps(m["shape"], sort_keys=True), m["batch"],
             m["dtype"], m["device"], m["threads"])
 
 
