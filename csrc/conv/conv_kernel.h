@@ -30,15 +30,20 @@ struct Tile {
   const float* origin;  // input at (b, iy0, ix0, 0) of the first pixel (iy0, ix0 may lie outside the map)
   int64_t pixel_step;   // floats between consecutive pixels' origins: stride_w · sw
   int64_t ky0, ky1, kx0, kx1;  // kernel rows / columns inside the map for every pixel of the tile
+  const int64_t* tap_offset;  // map offset of a kernel row's tap j = kx·cin + ci: kx·sw + ci·sc
   const float* weight;  // packed panel at this chunk's first column
   const float* bias;    // at this chunk's first column, or null
   float* out;           // first pixel, this chunk's first column
   int n_valid;          // columns of the chunk inside the output
 };
 
-// kRun: a kernel row's in-map taps are one contiguous run of the map (channels contiguous, pixels cin apart), so
-// the (kx, ci) loops are one loop over that run and the matching run of the packed weight.
-template <class V, int R, int NV, bool kRun>
+// A kernel row's in-map taps (kx, ci) run in patch order as one loop over a table of their map offsets, for any
+// layout: two nested loops of 3 trips each (kx, then ci of an NCHW map) cost the stem's first layer a third of its
+// time in loop overhead. kStep > 0: the pixel step known at compile time (the stem's, below), so a tap's
+// R broadcasts are one base register plus constant displacements; with a run-time step GCC holds R offsets r·step in
+// general registers, runs out of them and reloads spilled ones inside the tap loop (perf annotate: those reloads
+// were the hottest instructions of the layer). Measured below direct_conv_block.
+template <class V, int R, int NV, int kStep>
 void pixel_tile(const ConvArgs& a, int64_t nr, const Tile& t) {
   constexpr int W = V::kWidth;
   V acc[R][NV];
@@ -46,7 +51,7 @@ void pixel_tile(const ConvArgs& a, int64_t nr, const Tile& t) {
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
-  const int64_t step = t.pixel_step, cin = a.cin;
+  const int64_t step = kStep > 0 ? kStep : t.pixel_step, cin = a.cin;
   // One tap: input p[r·step] of every pixel times the panel row w.
   auto tap = [&](const float* p, const float* w) {
     V wv[NV];
@@ -62,19 +67,9 @@ void pixel_tile(const ConvArgs& a, int64_t nr, const Tile& t) {
   for (int64_t ky = t.ky0; ky < t.ky1; ++ky) {
     const float* row = t.origin + ky * a.sh;
     const float* wrow = t.weight + ky * a.kw * cin * nr;
-    if constexpr (kRun) {
-      const float* p = row + t.kx0 * cin;
-      const float* w = wrow + t.kx0 * cin * nr;
-      const int64_t n = (t.kx1 - t.kx0) * cin;
+    const int64_t* offset = t.tap_offset;
 #pragma GCC unroll 4
-      for (int64_t j = 0; j < n; ++j) tap(p + j, w + j * nr);
-    } else {
-      for (int64_t kx = t.kx0; kx < t.kx1; ++kx) {
-        const float* p = row + kx * a.sw;
-        const float* w = wrow + kx * cin * nr;
-        for (int64_t c = 0; c < cin; ++c) tap(p + c * a.sc, w + c * nr);
-      }
-    }
+    for (int64_t j = t.kx0 * cin; j < t.kx1 * cin; ++j) tap(row + offset[j], wrow + j * nr);
   }
   if (t.bias != nullptr) {
 #pragma GCC unroll 4
@@ -92,28 +87,28 @@ void pixel_tile(const ConvArgs& a, int64_t nr, const Tile& t) {
 }
 
 // pixel_tile with R = pixels (1..RMAX); full tiles match first.
-template <class V, int RMAX, int NV, bool kRun>
+template <class V, int RMAX, int NV, int kStep>
 inline void pixels_tile(int pixels, const ConvArgs& a, int64_t nr, const Tile& t) {
   if constexpr (RMAX == 1) {
-    pixel_tile<V, 1, NV, kRun>(a, nr, t);
+    pixel_tile<V, 1, NV, kStep>(a, nr, t);
   } else {
     if (pixels == RMAX)
-      pixel_tile<V, RMAX, NV, kRun>(a, nr, t);
+      pixel_tile<V, RMAX, NV, kStep>(a, nr, t);
     else
-      pixels_tile<V, RMAX - 1, NV, kRun>(pixels, a, nr, t);
+      pixels_tile<V, RMAX - 1, NV, kStep>(pixels, a, nr, t);
   }
 }
 
 // One run of `pixels` ≤ tile_pixels<V, NV>() with NV = vectors (1..kMaxTileVectors) of output channels.
-template <class V, bool kRun, int NV = kMaxTileVectors>
+template <class V, int kStep, int NV = kMaxTileVectors>
 inline void chunk_tile(int vectors, int pixels, const ConvArgs& a, int64_t nr, const Tile& t) {
   if constexpr (NV == 1) {
-    pixels_tile<V, tile_pixels<V, 1>(), 1, kRun>(pixels, a, nr, t);
+    pixels_tile<V, tile_pixels<V, 1>(), 1, kStep>(pixels, a, nr, t);
   } else {
     if (vectors == NV)
-      pixels_tile<V, tile_pixels<V, NV>(), NV, kRun>(pixels, a, nr, t);
+      pixels_tile<V, tile_pixels<V, NV>(), NV, kStep>(pixels, a, nr, t);
     else
-      chunk_tile<V, kRun, NV - 1>(vectors, pixels, a, nr, t);
+      chunk_tile<V, kStep, NV - 1>(vectors, pixels, a, nr, t);
   }
 }
 
@@ -126,10 +121,13 @@ int max_tile_pixels(int vectors) {
 
 // Output pixels [m0, m1) × channels [n0, n1) (n0 a multiple of nr): per column chunk, output-row segments cut into
 // border pixels (alone, window clipped) and interior tiles.
-template <class V, bool kRun>
+template <class V, int kStep>
 void direct_block(const ConvArgs& a, int64_t nr, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   constexpr int W = V::kWidth;
   const int64_t k = patch_width(a);
+  std::vector<int64_t> tap_offset(a.kw * a.cin);
+  for (int64_t kx = 0; kx < a.kw; ++kx)
+    for (int64_t c = 0; c < a.cin; ++c) tap_offset[kx * a.cin + c] = kx * a.sw + c * a.sc;
   // Output columns whose every kernel column lies inside the map: ox·s − pw ≥ 0 and ox·s − pw + kw ≤ w.
   const int64_t ox_lo = std::min(a.wo, (a.pad_w + a.stride_w - 1) / a.stride_w);
   const int64_t ox_hi = a.w + a.pad_w < a.kw ? ox_lo
@@ -140,6 +138,7 @@ void direct_block(const ConvArgs& a, int64_t nr, int64_t m0, int64_t m1, int64_t
       const int n_valid = static_cast<int>(std::min<int64_t>({kMaxTileVectors * W, n1 - c0, j + nr - c0}));
       const int vectors = (n_valid + W - 1) / W, max_pixels = max_tile_pixels<V>(vectors);
       Tile t{};
+      t.tap_offset = tap_offset.data();
       t.pixel_step = a.stride_w * a.sw;
       t.weight = panel + (c0 - j);
       t.bias = a.bias ? a.bias + c0 : nullptr;
@@ -162,7 +161,7 @@ void direct_block(const ConvArgs& a, int64_t nr, int64_t m0, int64_t m1, int64_t
           }
           t.origin = row_origin + x * t.pixel_step;
           t.out = a.out + i * a.cout + c0;
-          chunk_tile<V, kRun>(vectors, static_cast<int>(run), a, nr, t);
+          chunk_tile<V, kStep>(vectors, static_cast<int>(run), a, nr, t);
           i += run;
         }
         m = end;
@@ -171,12 +170,19 @@ void direct_block(const ConvArgs& a, int64_t nr, int64_t m0, int64_t m1, int64_t
   }
 }
 
+// Pixel steps compiled as constants: the stem's first layer (3 channels, stride 2) on the NCHW images as given
+// (unit-stride columns: 2) and on channels-last images (3 channels per pixel: 6).
+constexpr int kStepNchwStride2 = 2, kStepNhwc3Stride2 = 6;
+
 template <class V>
 void direct_conv_block(const ConvArgs& a, int64_t nr, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  if (a.sc == 1 && a.sw == a.cin)
-    direct_block<V, true>(a, nr, m0, m1, n0, n1);
+  const int64_t step = a.stride_w * a.sw;
+  if (step == kStepNchwStride2)
+    direct_block<V, kStepNchwStride2>(a, nr, m0, m1, n0, n1);
+  else if (step == kStepNhwc3Stride2)
+    direct_block<V, kStepNhwc3Stride2>(a, nr, m0, m1, n0, n1);
   else
-    direct_block<V, false>(a, nr, m0, m1, n0, n1);
+    direct_block<V, 0>(a, nr, m0, m1, n0, n1);
 }
 
 }  // namespace
