@@ -38,10 +38,12 @@ _LAZY = {
     "pool_mixer": ("levit_kernels.ops", "pool_mixer"),
     "conv2d": ("levit_kernels.ops", "conv2d"),
     "verify": ("levit_kernels.optimize.verify", "verify"),
+    "keep_freed_memory": ("levit_kernels.allocator", "keep_freed_memory"),
 }
 
 __all__ = ["attention", "biased_attention", "shrink_attention", "mlp", "linear", "layer_norm", "pool_mixer",
-           "conv2d", "fold_batchnorm", "reference", "BACKENDS", "availability", "cpu_isa", "optimize", "verify", "__version__"]
+           "conv2d", "fold_batchnorm", "reference", "BACKENDS", "availability", "cpu_isa", "optimize", "verify",
+           "keep_freed_memory", "__version__"]
 
 
 def __getattr__(name: str):

@@ -9,7 +9,7 @@ from typing import Callable, Optional, TextIO
 
 import torch
 
-from levit_kernels import tolerances
+from levit_kernels import allocator, tolerances
 from levit_kernels.bench import cases as op_cases_mod
 from levit_kernels.bench import e2e, hardware, peak, report, timing
 from levit_kernels.bench.cases import Unavailable
@@ -155,6 +155,10 @@ def run(plan: Plan, command: str, progress: bool = True) -> dict:
     log: Optional[TextIO] = sys.stderr if progress else None
     cases = build_cases(plan)
     gen = torch.Generator().manual_seed(plan.seed)
+    # Every candidate in this process reuses freed memory rather than faulting in its large tensors on each call,
+    # as ONNX Runtime's and OpenVINO's own arenas do (levit_kernels/allocator.py: 1.04-1.06x on LeViT-384 and
+    # T2T-ViT-14 at batch 16, Zen 5); recorded in the settings.
+    heap_reuse = allocator.keep_freed_memory()
     with timing.torch_threads(plan.threads):
         if log:
             print(f"levit-kernels bench: {len(cases)} case(s); measuring the {plan.device} peak…", file=log,
@@ -170,6 +174,6 @@ def run(plan: Plan, command: str, progress: bool = True) -> dict:
     settings = {"device": plan.device, "dtype": str(plan.dtype).replace("torch.", ""), "backend": plan.backend,
                 "threads": plan.threads, "models": [model_name(m) for m in plan.models], "ops": list(plan.ops),
                 "baselines": sorted(plan.baselines) if plan.baselines is not None else None,
-                "quick": plan.quick, "seed": plan.seed, **plan.settings}
+                "quick": plan.quick, "seed": plan.seed, "keep_freed_memory": heap_reuse, **plan.settings}
     return {"command": command, "fingerprint": hardware.fingerprint(), "settings": settings,
             "peak": machine_peak, "measurements": measured}
