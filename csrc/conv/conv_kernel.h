@@ -18,12 +18,19 @@ namespace {
 
 constexpr int kMaxTileVectors = 4;  // output-channel vectors per tile (a wider panel runs in chunks)
 constexpr int kMaxTilePixels = 12;
+// Accumulators of a tile wider than one vector on 32-register ISAs. At 12 × 2 (24 accumulators, 27 registers live in
+// the tap loop) GCC 12 spilled accumulators to the stack inside the loop (perf annotate, 3→32 at 224²); at 10 × 2,
+// 6 × 3 (AMD EPYC Zen 5, benchmarks/bench_cpu_conv.py, batch 16, 1 thread, ours NCHW / oneDNN in the same run, two
+// runs): 3→32 0.55-0.56× → 0.61-0.65×, 3→48 0.53-0.58× → 0.61-0.63×. NEON (32 registers, the same tiles) is
+// untimed; AVX2's 16 registers keep 6 × 2.
+constexpr int kMaxWideTileAccumulators = 20;
 
 // Pixels per tile for NV vectors: the R·NV accumulators, NV panel loads and a broadcast fit in the registers
-// (AVX-512: 12 × 1-2 zmm; AVX2: 6 × 2 ymm, the GEMM's 6 × 16 tile).
+// (AVX-512 and NEON: 12 × 1, 10 × 2, 6 × 3, 5 × 4 vectors; AVX2: 12 × 1, 6 × 2 (the GEMM's 6 × 16 tile), 3 × 3, 2 × 4).
 template <class V, int NV>
 constexpr int tile_pixels() {
-  return std::clamp((V::kRegisters - NV - 2) / NV, 1, kMaxTilePixels);
+  constexpr int fit = std::clamp((V::kRegisters - NV - 2) / NV, 1, kMaxTilePixels);
+  return NV > 1 && V::kRegisters >= 32 ? std::min(fit, kMaxWideTileAccumulators / NV) : fit;
 }
 
 struct Tile {
