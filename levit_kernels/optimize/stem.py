@@ -94,6 +94,10 @@ def kernel_conv_available(dtype: torch.dtype, device: torch.device) -> bool:
 #   costs it 0.78× / 0.91× instead, but saves the channels-last copy of the images every other engine needs (4.5-8.5
 #   ms at batch 16, 0.2 ms at batch 1, torch's copy): so the first layer is ours at every size, on the images as
 #   given (whole stems: see the module docstring).
+# AMD EPYC Zen 5, AVX-512 (full-width FMAs, 224-240 GFLOP/s), after the direct kernel's tap table and constant steps
+# (csrc/conv/conv_kernel.h), first layer read as NCHW in place against oneDNN on channels-last input (its image copy
+# not counted): 3→16 batch 16 0.95× (0.49× before), batch 1 1.22×; 3→32 batch 16 0.61-0.65× after the wide-tile
+# accumulator cap (0.55× before it), batch 1 0.75× (measured before the cap).
 # So: ours for the first layer (K < MIN_PATCH_WIDTH) always, later layers when a call's patch matrix (output
 # pixels × K floats) is at most MAX_PATCH_FLOATS; decided per call from the input's shape (the batch is known only
 # then).
