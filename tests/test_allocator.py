@@ -11,15 +11,18 @@ _PROBE = r"""
 import resource, sys, torch
 import levit_kernels as lk
 changed = lk.keep_freed_memory() if sys.argv[1] == "keep" else None
-floats = 64 << 18  # 64 MiB: past glibc's largest dynamic mmap threshold (32 MiB)
+floats = 40 << 18  # 40 MiB: past glibc's largest dynamic mmap threshold (32 MiB), under a thread heap's 64 MiB
 def touch():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t = torch.empty(floats)
     t.fill_(1.0)
     del t
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-touch(), touch()  # steady state: glibc settles its heap top over the first two rounds
-print(changed, max(touch() for _ in range(3)), floats * 4 // 4096)
+touch()
+# The fewest faults of six re-touches: with the setting most reuse the heap's pages (0 faults), though the kernel
+# may reclaim idle freed pages in between (seen on the CI VMs: some rounds fault them in again); without it every
+# round maps fresh pages.
+print(changed, min(touch() for _ in range(6)), floats * 4 // 4096)
 """
 
 glibc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
@@ -35,7 +38,7 @@ def _second_touch_faults(mode):
 def test_large_tensors_reuse_their_pages():
     changed, faults, pages = _second_touch_faults("keep")
     assert changed == "True"
-    assert faults < pages // 10, f"after keep_freed_memory: {faults} page faults re-touching {pages} pages"
+    assert faults < pages // 10, f"after keep_freed_memory: at least {faults} page faults in every re-touch of {pages} pages"
 
 
 @glibc
@@ -43,7 +46,7 @@ def test_without_it_glibc_faults_them_in_again():
     """The control: the measured effect is this setting's, not the probe's."""
     changed, faults, pages = _second_touch_faults("default")
     assert changed == "None"
-    assert faults > pages // 2, f"default glibc: only {faults} page faults re-touching {pages} pages"
+    assert faults > pages // 2, f"default glibc: a re-touch of {pages} pages took only {faults} page faults"
 
 
 @pytest.mark.parametrize("kwargs,name", [({"mmap_threshold": 0}, "mmap_threshold"),
