@@ -10,9 +10,10 @@ Measured on AMD EPYC Zen 5 (avx512), 1 thread, batch 16, medians (thread CPU tim
 the stem's first convolution 3→48 at 224² 23.1-23.9 → 8.3-9.2 ms; LeViT-384 forward 390 → 375 ms (1.04×),
 T2T-ViT-14 925 → 871 ms (1.06×); LeViT-128S unchanged (its largest tensor is 12.8 MB, already reused by glibc).
 
-Limits: the kernel may still reclaim idle freed pages (under memory pressure, or a proactive reclaimer such as
-DAMON's on some VMs), which then fault in again; and threads other than the main one allocate from heaps of at
-most 64 MiB, so their larger tensors are still mmapped.
+Limits: the first few repeats of a large allocation may still fault fresh pages in before the heap settles (seen
+here: two rounds in a row, within the first four), the kernel may reclaim idle freed pages under memory pressure,
+and threads other than the main one allocate from heaps of at most 64 MiB, so their larger tensors are still
+mmapped.
 
 The cost: memory a forward pass freed stays mapped to this process (RSS keeps its peak) instead of going back to
 the OS. That is what a serving process wants, and what an arena allocator (jemalloc, tcmalloc; PyTorch's tuning
