@@ -40,6 +40,12 @@ def pytest_runtest_makereport(item, call):
                 print(f"\n[levit-kernels] {item.nodeid} failed with seed {value} (rerun: LEVIT_TEST_SEED={value})")
 
 
+def abs64(*tensors):
+    """|t| in float64 of each tensor (None stays None): run an op's reference on these for the magnitude of the
+    terms each output sums, |b| + Σ|w·x| for a product (the ``scale`` of :func:`assert_close_to_reference`)."""
+    return [None if t is None else t.double().abs() for t in tensors]
+
+
 def assert_close_to_reference(out, ref64, dtype, what="output", rtol=None, scale=0.0):
     """Kernel output vs float64 reference, under the dtype's tolerance from levit_kernels.tolerances (relative to
     max|ref64| or ``scale``, the magnitude of the terms behind the outputs, whichever is larger)."""

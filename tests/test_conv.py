@@ -10,7 +10,7 @@ from levit import config
 from levit_kernels import backends, reference, tolerances
 from levit_kernels._debug import poisoned_outputs
 from levit_kernels.backends import cpu
-from tests.conftest import assert_close_to_reference
+from tests.conftest import abs64, assert_close_to_reference
 from tests.test_cpu_gemm import isa  # noqa: F401  (the fixture: every ISA variant this machine runs, forced)
 
 _ok, _why = backends.availability("cpu")
@@ -40,8 +40,7 @@ def _conv_weights(gen, c_out, c_in, kh=3, kw=3):
 
 def _terms_scale(x, w, b, stride, padding):
     """max over outputs of |bias| + Σ|w·x|: the magnitude of the terms each output sums (GEMM error scale)."""
-    b_abs = None if b is None else b.double().abs()
-    return reference.conv2d(x.double().abs(), w.double().abs(), b_abs, stride, padding).max().item()
+    return reference.conv2d(*abs64(x, w, b), stride, padding).max().item()
 
 
 def _check(x, w, b, stride, padding, act, what, packed=False):

@@ -12,7 +12,7 @@ from levit_kernels._debug import poisoned_outputs
 from levit_kernels.backends import cpu
 from levit_kernels.bench.timing import torch_threads
 from support.threads import run_threads
-from tests.conftest import assert_close_to_reference
+from tests.conftest import abs64, assert_close_to_reference
 
 _ok, _why = backends.availability("cpu")
 pytestmark = pytest.mark.skipif(not _ok, reason=f"CPU backend unavailable: {_why}")
@@ -69,14 +69,10 @@ def _f64(*ts):
     return [None if t is None else t.double() for t in ts]
 
 
-def _abs64(*ts):
-    return [None if t is None else t.double().abs() for t in ts]
-
-
 def _linear_terms(x, w, b):
     """|b| + Σ|w·x| per output: the magnitude of the terms a product sums; one float32 rounding of each moves the
     output that much times eps, however far the sum cancels below it."""
-    return reference.linear(*_abs64(x, w, b), None, None)
+    return reference.linear(*abs64(x, w, b), None, None)
 
 
 def _max_terms(t, res=None):
@@ -103,7 +99,7 @@ def _check_mlp(x, w1, b1, w2, b2, act, residual, what):
     ref = reference.mlp(*_f64(x, w1, b1, w2, b2), act, residual)
     assert out.dtype == torch.float32 and out.shape == ref.shape
     # The hidden activations' errors reach the output through |w2|: terms = |w2|·(|w1|·|x| + |b1|) + |b2|.
-    terms = reference.linear(_linear_terms(x, w1, b1), *_abs64(w2, b2), None, None)
+    terms = reference.linear(_linear_terms(x, w1, b1), *abs64(w2, b2), None, None)
     assert_close_to_reference(out, ref, torch.float32, what, scale=_max_terms(terms, x if residual else None))
     return out
 
